@@ -1,0 +1,66 @@
+"""`bench`: median seconds per image of each method on real photos, at the model's resolution."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .cli import add_model_arguments
+from .images import load_image
+from .localize import localize
+from .models import load_model
+
+HELP = "time fol (batched and reference), gradcam and cam per image on real photos"
+
+DEV_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-val-dev" / "JPEGImages"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+RUNS = {
+    "fol": ("fol", {"schedule": "batched"}),
+    "fol_reference": ("fol", {"schedule": "reference"}),
+    "gradcam": ("gradcam", {}),
+    "cam": ("cam", {}),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--images", default=None, help="folder of photos (default: the dev set, else examples/)")
+    parser.add_argument("--limit", type=int, default=20, help="photos to time (default: %(default)s)")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+
+
+def photos(folder: str | None, limit: int) -> list[Path]:
+    root = Path(folder) if folder else (DEV_SET if DEV_SET.is_dir() else EXAMPLES)
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    return files[:limit]
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.weights)
+    files = photos(args.images, args.limit)
+    images = [load_image(f) for f in files]
+    localize(images[0], model, "fol")  # warm-up: first-call allocations are not the method's cost
+    report: dict = {"model": model.name, "images": len(images), "threads": torch.get_num_threads()}
+    for key, (method, params) in RUNS.items():
+        times = []
+        for img in tqdm(images, desc=key, unit="img", leave=False):
+            start = time.perf_counter()
+            localize(img, model, method, **params)
+            times.append(time.perf_counter() - start)
+        report[key] = {"s_per_image": round(statistics.median(times), 4)}
+    report["ratio_fol_over_gradcam"] = round(report["fol"]["s_per_image"] / report["gradcam"]["s_per_image"], 2)
+    report["ratio_fol_reference_over_fol"] = round(report["fol_reference"]["s_per_image"] / report["fol"]["s_per_image"], 2)
+    print(f"{len(images)} photos from {files[0].parent}, model {model.name}, {report['threads']} threads")
+    for key in RUNS:
+        print(f"  {key:<14} {report[key]['s_per_image']:.3f} s/image (median)")
+    print(f"  fol / gradcam = {report['ratio_fol_over_gradcam']}, fol_reference / fol = {report['ratio_fol_reference_over_fol']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return 0

@@ -1,0 +1,36 @@
+"""`python -m fol_core COMMAND ...`: each command is a module with add_arguments(parser) and run(args)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "localize": "fol_core.commands",
+    "bench": "fol_core.bench",
+}
+"""Command name -> module; the module's HELP is the command's one-line help."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MODEL, list_models
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), help="classifier (default: %(default)s)")
+    parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fol_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        modules[name] = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
+        modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

