@@ -18,7 +18,10 @@ _guided_models: ContextVar[frozenset[int]] = ContextVar("fol_guided_models", def
 
 
 class _GuidedClamp(torch.autograd.Function):
-    """clamp(x, 0, upper) whose backward passes only positive gradients where the input was active."""
+    """clamp(x, 0, upper) whose backward passes only positive gradients where the input was positive.
+
+    The ReLU6 cap is ignored going backward, as in guided backprop's rule: a neuron saturated at 6
+    would otherwise pass no gradient at all and give an empty map."""
 
     generate_vmap_rule = True  # lets torch.autograd.grad(..., is_grads_batched=True) batch backward passes
 
@@ -28,17 +31,12 @@ class _GuidedClamp(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, upper = inputs
-        ctx.save_for_backward(x)
-        ctx.upper = upper
+        ctx.save_for_backward(inputs[0] > 0)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        active = x > 0
-        if ctx.upper is not None:
-            active = active & (x < ctx.upper)
-        return grad_out.clamp(min=0.0) * active, None
+        (positive,) = ctx.saved_tensors
+        return grad_out.clamp(min=0.0) * positive, None
 
 
 class SwitchableReLU(nn.Module):

@@ -44,6 +44,7 @@ class Method:
     def __init__(self, model: Classifier, layer: str | None = None) -> None:
         self.model = model
         self.layer = layer or self.default_layer()
+        model.layer(self.layer)  # refuse an unknown layer now, with a clear message
 
     def default_layer(self) -> str:
         return self.model.spec.cam_layer

@@ -1,0 +1,234 @@
+"""The engine on the real default model and real photos: methods, guided switch, Algorithm 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from fol_core import load_image, localize, resolve_class, select_classes
+from fol_core.guided import guided_backprop, is_guided, make_switchable
+from fol_core.imagenet import UnknownClassError
+from fol_core.methods import FastLocalization
+from fol_core.models import ModelUnavailableError, load_model
+
+CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE = {967, 968}  # espresso, cup
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def hand_boxes(examples_dir):
+    return json.loads((examples_dir / "boxes.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mosaic(examples_dir) -> Image.Image:
+    """The cat on the left, the coffee on the right, each at 300 px high."""
+    cat = Image.open(examples_dir / "chelsea.png").convert("RGB").resize((450, 300))
+    cup = Image.open(examples_dir / "coffee.png").convert("RGB").resize((450, 300))
+    both = Image.new("RGB", (900, 300))
+    both.paste(cat, (0, 0))
+    both.paste(cup, (450, 0))
+    return both
+
+
+def test_default_model_classifies_the_examples(model, examples_dir):
+    assert int(model.predict(load_image(examples_dir / "chelsea.png")).argmax()) in CATS
+    assert int(model.predict(load_image(examples_dir / "coffee.png")).argmax()) in COFFEE
+
+
+@pytest.mark.parametrize("method", ["fol", "gradcam", "cam"])
+@pytest.mark.parametrize("photo", ["chelsea.png", "coffee.png"])
+def test_boxes_match_hand_drawn_boxes(model, examples_dir, hand_boxes, method, photo):
+    result = localize(examples_dir / photo, model, method)
+    assert result.boxes, "no box found"
+    best = max(iou((b.x0, b.y0, b.x1, b.y1), hand_boxes[photo]["box"]) for b in result.boxes)
+    assert best >= 0.5, f"{method} on {photo}: best IoU {best:.2f}"
+    w, h = Image.open(examples_dir / photo).size
+    for b in result.boxes:
+        assert 0 <= b.x0 < b.x1 <= w and 0 <= b.y0 < b.y1 <= h
+        assert b.method == method and b.label == model.class_names[b.class_index]
+
+
+def test_named_class_query_finds_the_rocket(model, examples_dir, hand_boxes):
+    """The rocket is not top-1 ("drilling platform"): asking for "missile" must still box it."""
+    result = localize(examples_dir / "rocket.jpg", model, "gradcam", classes=["missile"])
+    assert [b.class_index for b in result.boxes] and {b.class_index for b in result.boxes} == {657}
+    x0, y0, x1, y1 = hand_boxes["rocket.jpg"]["box"]
+    best = max(result.boxes, key=lambda b: b.score)
+    cx = (best.x0 + best.x1) / 2
+    assert x0 - 60 <= cx <= x1 + 60, f"box centre {cx:.0f} is not on the rocket"
+
+
+def test_batched_and_reference_schedules_give_the_same_box(model, examples_dir):
+    photo = load_image(examples_dir / "coffee.png")
+    fast = localize(photo, model, "fol", schedule="batched")
+    slow = localize(photo, model, "fol", schedule="reference")
+    assert [b.to_dict() for b in fast.boxes] == [b.to_dict() for b in slow.boxes]
+    e1, e2 = fast.explanations[0], slow.explanations[0]
+    assert e1.chosen == e2.chosen
+    for a, b in zip(e1.neuron_maps, e2.neuron_maps):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_fol_explanation_holds_what_figure_3_draws(model, examples_dir):
+    expl = localize(examples_dir / "chelsea.png", model, "fol", k=3, kmax=6).explanations[0]
+    assert len(expl.neuron_maps) == len(expl.blobs) == len(expl.blob_scores) == 6
+    assert 1 <= len(expl.chosen) <= 3
+    assert expl.mask.shape == (224, 224) and expl.mask.any()
+    union = np.any([expl.blobs[i] for i in expl.chosen], axis=0)
+    assert (expl.mask == union).all()
+    best = max(range(6), key=lambda i: expl.blob_scores[i])
+    assert best in expl.chosen
+
+
+def test_algorithm_2_boxes_each_class_in_its_own_half(model, mosaic):
+    for method in ("fol", "gradcam"):
+        result = localize(mosaic, model, method, classes=["Egyptian cat", "espresso"])
+        by_class = {}
+        for b in result.boxes:
+            by_class.setdefault(b.class_index, []).append(b)
+        cat = max(by_class[285], key=lambda b: b.area)
+        cup = max(by_class[967], key=lambda b: b.area)
+        assert (cat.x0 + cat.x1) / 2 < 450 < (cup.x0 + cup.x1) / 2, method
+
+
+def test_algorithm_2_rule_picks_classes_close_to_the_top():
+    probs = torch.zeros(1000)
+    probs[[5, 7, 9, 11]] = torch.tensor([0.5, 0.3, 0.1, 0.05])
+    assert select_classes(probs, topn=1) == [5]
+    assert select_classes(probs, topn=3, ratio=0.25) == [5, 7]
+    assert select_classes(probs, topn=4, ratio=0.1) == [5, 7, 9, 11]
+
+
+def test_gradcam_gives_one_box_per_object(model, examples_dir):
+    cat = Image.open(examples_dir / "chelsea.png").convert("RGB").resize((300, 200))
+    two = Image.new("RGB", (900, 300), (255, 255, 255))
+    two.paste(cat, (0, 50))
+    two.paste(cat, (600, 50))
+    boxes = localize(two, model, "gradcam", classes=["Egyptian cat"]).boxes
+    assert len(boxes) == 2
+    assert sorted((b.x0 + b.x1) / 2 < 450 for b in boxes) == [False, True]
+
+
+def test_class_queries_resolve_names_synonyms_wnids_and_indices():
+    assert resolve_class("pig") == resolve_class("hog") == 341
+    assert resolve_class("tabby") == 281
+    assert resolve_class("n02124075") == resolve_class("285") == resolve_class(285) == 285
+    with pytest.raises(UnknownClassError, match="no ImageNet class"):
+        resolve_class("unicorn")
+
+
+# --- the guided-backprop switch ------------------------------------------------------------------
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU6(), nn.Linear(8, 3))
+    return make_switchable(net)
+
+
+def input_grad(net: nn.Module, x: torch.Tensor, guided: bool) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    if guided:
+        with guided_backprop(net):
+            out = net(x)
+    else:
+        out = net(x)
+    return torch.autograd.grad(out[0, 0], x)[0]
+
+
+def manual_guided_grad(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Guided backprop written out layer by layer: positive gradients where the input was positive."""
+    l1, _, l2, _, l3 = net
+    z1 = l1(x)
+    z2 = l2(z1.clamp(min=0))
+    g = l3.weight[0:1]
+    g = g.clamp(min=0) * (z2 > 0)
+    g = g @ l2.weight
+    g = g.clamp(min=0) * (z1 > 0)
+    return g @ l1.weight
+
+
+def test_guided_gradients_follow_the_guided_rule_and_differ_from_plain():
+    net, x = tiny_net(), torch.randn(1, 6)
+    guided, plain = input_grad(net, x, True), input_grad(net, x, False)
+    torch.testing.assert_close(guided, manual_guided_grad(net, x).detach())
+    assert not torch.allclose(guided, plain)
+    with torch.no_grad():
+        reference = torch.func.jacrev(lambda v: net(v)[0, 0])(x)
+    torch.testing.assert_close(plain, reference)
+
+
+def test_switch_is_restored_after_an_exception():
+    net, x = tiny_net(), torch.randn(1, 6)
+    plain = input_grad(net, x, False)
+    with pytest.raises(RuntimeError, match="boom"), guided_backprop(net):
+        assert is_guided(net)
+        raise RuntimeError("boom")
+    assert not is_guided(net)
+    torch.testing.assert_close(input_grad(net, x, False), plain)
+
+
+def test_guided_and_plain_threads_on_one_model_each_get_their_own_gradient(model, examples_dir):
+    """Two threads share the loaded model at the same moment, one guided and one plain."""
+    x = model.normalize(model.to_pixels(load_image(examples_dir / "chelsea.png")))
+    expected = {True: input_grad(model.net, x, True), False: input_grad(model.net, x, False)}
+    assert not torch.allclose(expected[True], expected[False])
+    barrier, got, errors = threading.Barrier(2), {True: [], False: []}, []
+
+    def work(guided: bool) -> None:
+        try:
+            for _ in range(3):
+                barrier.wait(timeout=60)
+                got[guided].append(input_grad(model.net, x, guided))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(g,)) for g in (True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for guided in (True, False):
+        for g in got[guided]:
+            torch.testing.assert_close(g, expected[guided])
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def test_torchvision_model_without_weights_says_how_to_provide_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ModelUnavailableError, match=r"vgg16 weights not found offline.*--weights"):
+        load_model("vgg16")
+    with pytest.raises(ModelUnavailableError, match="unknown model"):
+        load_model("alexnet")
+
+
+def test_layer_can_be_chosen_and_bad_layers_are_refused(model, examples_dir):
+    result = localize(examples_dir / "chelsea.png", model, "fol", layer="blocks.4.2.bn2")
+    assert result.boxes
+    with pytest.raises(ValueError, match="no layer"):
+        FastLocalization(model, layer="blocks.99")
+
+
+def test_top1_on_the_dev_set(model, dev_set):
+    ids = (dev_set / "ImageSets" / "Main" / "dev.txt").read_text().split()[:100]
+    correct = 0
+    for i in ids:
+        truth = ET.parse(dev_set / "Annotations" / f"{i}.xml").getroot().findtext("object/name")
+        correct += int(model.predict(load_image(dev_set / "JPEGImages" / f"{i}.JPEG")).argmax()) == resolve_class(truth)
+    assert correct / len(ids) >= 0.7
