@@ -64,9 +64,11 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{label}: too many pixels to open safely (a decompression bomb?)") from None
+            raise ImageError(f"{label}: too large to open safely (a decompression bomb?)") from None
         except UnidentifiedImageError:
             raise ImageError(f"{label}: not an image file Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"{label}: {w} x {h} pixels is too large (at most {MAX_PIXELS // 1_000_000} megapixels)")

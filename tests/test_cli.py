@@ -1,0 +1,52 @@
+"""`python -m fol_core localize` as a user runs it: overlays, JSON, one-line reasons, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from fol_core.cli import main
+
+ROOT_KEYS = {"image", "width", "height", "model", "boxes", "seconds"}
+BOX_KEYS = {"x0", "y0", "x1", "y1", "label", "class_index", "score", "method"}
+
+
+def test_localize_writes_overlay_and_json_and_reports_bad_files(examples_dir, tmp_path, capsys, model):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code = main(["localize", str(examples_dir / "chelsea.png"), str(bad), str(examples_dir / "coffee.png"),
+                 "--method", "gradcam", "--out", str(out), "--topn", "2"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken.jpg" in err and "not an image" in err
+    for stem, size in (("chelsea", (451, 300)), ("coffee", (600, 400))):
+        data = json.loads((out / f"{stem}.json").read_text())
+        assert ROOT_KEYS <= set(data) and (data["width"], data["height"]) == size
+        assert data["boxes"] and all(set(b) == BOX_KEYS for b in data["boxes"])
+        assert Image.open(out / f"{stem}.overlay.png").size == size
+    assert not (out / "broken.json").exists()
+
+
+def test_localize_named_classes_and_fol_explanation(examples_dir, tmp_path, model):
+    code = main(["localize", str(examples_dir / "rocket.jpg"), "--classes", "missile", "--out", str(tmp_path),
+                 "--explain"])
+    assert code == 0
+    data = json.loads((tmp_path / "rocket.json").read_text())
+    assert {b["label"] for b in data["boxes"]} == {"missile"}
+    assert (tmp_path / "rocket.explain.png").is_file()
+
+
+def test_unknown_class_and_missing_weights_are_one_line_errors(examples_dir, tmp_path, model):
+    code = main(["localize", str(examples_dir / "chelsea.png"), "--classes", "unicorn", "--out", str(tmp_path)])
+    assert code == 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "fol_core", "localize", str(examples_dir / "chelsea.png"), "--model", "vgg16",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, env={"TORCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "vgg16 weights not found offline" in proc.stderr
