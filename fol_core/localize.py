@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -76,5 +77,5 @@ def localize(
         width=photo.width, height=photo.height, model=clf.name, method=method, boxes=boxes,
         top5=[(int(i), names[int(i)].name, float(p)) for p, i in zip(p5, i5)],
         explanations=explanations, seconds=time.perf_counter() - start,
-        image=str(image) if isinstance(image, str) else getattr(image, "name", "") if not isinstance(image, bytes) else "",
+        image=str(image) if isinstance(image, (str, os.PathLike)) else "",
     )
