@@ -232,3 +232,20 @@ def test_top1_on_the_dev_set(model, dev_set):
         truth = ET.parse(dev_set / "Annotations" / f"{i}.xml").getroot().findtext("object/name")
         correct += int(model.predict(load_image(dev_set / "JPEGImages" / f"{i}.JPEG")).argmax()) == resolve_class(truth)
     assert correct / len(ids) >= 0.7
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50"])
+def test_registry_layers_exist_in_each_architecture(name):
+    """The torchvision models cannot be loaded offline here, but their registered layers must exist."""
+    import torchvision
+
+    from fol_core.guided import SwitchableReLU
+    from fol_core.models import get_spec
+
+    spec = get_spec(name)
+    net = make_switchable(getattr(torchvision.models, name)(weights=None))
+    for path in (spec.fol_layer, spec.cam_layer) + ((spec.classifier,) if spec.classifier else ()):
+        net.get_submodule(path)
+    if name == "vgg16":  # the paper's layer 11: conv5_2's ReLU
+        assert isinstance(net.get_submodule("features.27"), SwitchableReLU)
+        assert isinstance(net.get_submodule("features.26"), nn.Conv2d)
