@@ -1,0 +1,128 @@
+"""fol_core.webapp: what the web app computes, without a browser or a server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from torchvision.datasets import VOCDetection
+
+from fol_core import webapp
+from fol_core.images import ImageError
+from fol_core.result import Box
+
+
+def _photo(width: int = 4000, height: int = 3000, boxes: list[Box] | None = None) -> webapp.Photo:
+    scale = min(1.0, webapp.MAX_DISPLAY_SIDE / max(width, height))
+    return webapp.Photo("unused.jpg", "big photo.jpg", width, height, round(width * scale), round(height * scale),
+                        boxes or [])
+
+
+def test_importable_without_gradio():
+    code = "import sys; sys.modules['gradio'] = None; import fol_core.webapp"
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+
+
+def test_display_copy_keeps_small_photos_and_shrinks_large_ones():
+    small = Image.new("RGB", (451, 300))
+    assert webapp.display_copy(small) is small
+    shown = webapp.display_copy(Image.new("RGB", (4000, 3000)))
+    assert shown.size == (1600, 1200)
+    assert webapp.display_copy(Image.new("RGB", (3000, 4000))).size == (1200, 1600)
+
+
+def test_annotator_round_trip_on_a_large_photo_is_in_the_photos_pixels():
+    cat = Box(317.3, 10.6, 3641.9, 2990.2, "Egyptian cat", 285, 0.79, "gradcam")
+    photo = _photo(boxes=[cat])
+    shown = webapp.to_annotator([cat], photo)
+    assert shown[0]["xmin"] == round(317.3 / 2.5) and shown[0]["ymax"] == round(2990.2 / 2.5)
+    assert shown[0]["label"] == "Egyptian cat"
+    # unchanged: the exact box back, score and all
+    assert webapp.from_annotator(shown, photo) == [cat]
+    moved = dict(shown[0], xmin=shown[0]["xmin"] + 40)
+    new = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 900, "label": "espresso"}
+    backwards = {"xmin": 1700, "ymin": 1300, "xmax": 1500, "ymax": -20, "label": ""}
+    got = webapp.from_annotator([moved, new, backwards], photo)
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in got] == [
+        (shown[0]["xmin"] * 2.5 + 100, shown[0]["ymin"] * 2.5, shown[0]["xmax"] * 2.5, shown[0]["ymax"] * 2.5),
+        (1000.0, 750.0, 2000.0, 2250.0),
+        (3750.0, 0.0, 4000.0, 3000.0),  # edges ordered, clipped to the photo
+    ]
+    assert [(b.label, b.class_index, b.method) for b in got] == [
+        ("Egyptian cat", 285, "manual"), ("espresso", 967, "manual"), ("object", -1, "manual")]
+
+
+def test_method_params_from_the_advanced_panel():
+    fol = webapp.method_params("fol", 5, 10, 80, " ", 0.2, False)
+    assert fol == {"k": 5, "kmax": 10, "percentile": 80.0, "layer": None}
+    assert webapp.method_params("cam", 5, 10, 80, "bn2", 0.3, True) == {"threshold": "otsu", "layer": "bn2"}
+    assert webapp.method_params("gradcam", 5, 10, 80, "", 0.3, False)["threshold"] == 0.3
+    with pytest.raises(webapp.InputError, match="k must be between 1 and kmax"):
+        webapp.method_params("fol", 12, 10, 80, "", 0.2, False)
+    with pytest.raises(webapp.InputError, match="threshold"):
+        webapp.method_params("gradcam", 5, 10, 80, "", 1.5, False)
+
+
+def test_class_choices_cover_imagenet_and_find_synonyms():
+    choices = webapp.class_choices()
+    assert len(choices) == 1000 and len({v for _, v in choices}) == 1000
+    assert ("tabby, tabby cat (281)", 281) in choices
+
+
+def test_export_files_read_back_with_real_readers(tmp_path):
+    boxes = [Box(0.0, 0.0, 4000.0, 2732.14, "drilling platform", 540, 0.42, "gradcam"),
+             Box(1000.0, 750.0, 2000.0, 2250.0, "missile", 657, 1.0, "manual")]
+    voc_path, coco_path = webapp.export_files(_photo(), boxes, tmp_path / "out")
+    assert voc_path.parent == coco_path.parent == tmp_path / "out"
+    parsed = VOCDetection.parse_voc_xml(ET.parse(voc_path).getroot())["annotation"]
+    assert parsed["filename"] == "big photo.jpg" and parsed["size"]["width"] == "4000"
+    assert [(o["name"], [int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")]) for o in parsed["object"]] == [
+        ("drilling platform", [1, 1, 4000, 2732]), ("missile", [1001, 751, 2000, 2250])]
+    coco = COCO(str(coco_path))
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    assert [(coco.cats[a["category_id"]]["name"], a["bbox"]) for a in anns] == [
+        ("drilling platform", [0.0, 0.0, 4000.0, 2732.14]), ("missile", [1000.0, 750.0, 1000.0, 1500.0])]
+    assert coco.imgs[1]["width"] == 4000 and coco.imgs[1]["height"] == 3000
+
+
+def test_export_dir_is_temporary_and_removable():
+    path = webapp.new_export_dir()
+    assert Path(path).is_dir() and not Path(path).is_relative_to(Path(__file__).resolve().parent.parent)
+    webapp.remove_export_dir(path)
+    assert not Path(path).exists()
+
+
+def test_run_localize_on_a_large_photo(model, examples_dir, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.open(examples_dir / "chelsea.png").convert("RGB").resize((4000, 3000)).save(big, quality=90)
+    params = webapp.method_params("gradcam", 5, 10, 80, "", webapp.THRESHOLD_DEFAULT, False)
+    view = webapp.run_localize(str(big), model.name, "gradcam", "top1", 1, None, params)
+    assert view.photo.width == 4000 and view.photo.display_width == 1600
+    assert view.boxed.size == view.annotator["image"].size == (1600, 1200)
+    assert "Photo: 4000 x 3000 pixels" in view.summary
+    assert view.result.boxes and max(b.x1 for b in view.result.boxes) > 1600  # photo pixels, not display's
+    assert next(iter(view.top5)) in view.labels and len(view.labels) == len(view.label_colors)
+    assert webapp.from_annotator(view.annotator["boxes"], view.photo) == view.result.boxes
+
+
+def test_run_localize_named_classes_and_bad_requests(model, examples_dir):
+    params = webapp.method_params("cam", 5, 10, 80, "", webapp.THRESHOLD_DEFAULT, False)
+    view = webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [967, "cup"], params)
+    assert {e.label for e in view.result.explanations} == {"espresso", "cup"}
+    assert view.why.width > view.why.height  # one heatmap per class, side by side
+    with pytest.raises(webapp.InputError, match="Upload a photo"):
+        webapp.run_localize(None, model.name, "cam", "top1", 1, None, params)
+    with pytest.raises(webapp.InputError, match="at least one class"):
+        webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [], params)
+    with pytest.raises(webapp.InputError, match="no layer"):
+        webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "top1", 1, None,
+                            {"layer": "no.such.layer"})
+    with pytest.raises(ImageError, match="not an image"):
+        webapp.run_localize(__file__, model.name, "cam", "top1", 1, None, params)
