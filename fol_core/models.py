@@ -181,7 +181,10 @@ register_model(
         cam_layer="bn2",
         classifier="classifier",
         description="EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet-1k, offline: the default",
-        layer_note="chosen by GT-known localization on the calibration half of imagenet-val-dev; see README",
+        layer_note=(
+            "the last block's expanded 7 x 7 features (1152 channels): best GT-known Loc (0.60, mean IoU 0.54, "
+            "percentile 80) of blocks 3/4/5 and the head on 100 calibration images of imagenet-val-dev; see README"
+        ),
     )
 )
 
