@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -85,8 +86,10 @@ def explanation_panel(image: Image.Image, expl: Explanation, boxes: Sequence[Box
     if expl.mask is not None:
         union = (expl.mask[..., None] * np.asarray(square.resize(expl.mask.shape[::-1]))).astype(np.uint8)
         tiles.append(_tile(union, size, "union of blobs" if expl.neuron_maps else "region"))
-    mine = [b for b in boxes if b.class_index == expl.class_index]
-    tiles.append(_tile(draw_boxes(image, mine, scores=False), size, f"box: {expl.label}"[:26]))
+    sx, sy = size / image.width, size / image.height
+    mine = [replace(b, x0=b.x0 * sx, x1=b.x1 * sx, y0=b.y0 * sy, y1=b.y1 * sy) for b in boxes
+            if b.class_index == expl.class_index]
+    tiles.append(_tile(draw_boxes(square, mine, scores=False), size, f"box: {expl.label}"[:26]))
     panel = Image.new("RGB", (len(tiles) * (size + 4), size + 18), (255, 255, 255))
     for i, t in enumerate(tiles):
         panel.paste(t, (i * (size + 4), 0))
