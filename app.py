@@ -233,7 +233,7 @@ def prelabel_tab() -> None:
                                   value="none", label="Image-level labels (narrow the class to localize)")
             label_csv = gr.File(label="CSV of image-level labels", file_types=[".csv"], type="filepath", height=130,
                                 visible=False)
-            method = gr.Radio(webapp.METHOD_CHOICES, value="fol", label="Method")
+            method = gr.Radio(webapp.METHOD_CHOICES, value="fol", label="Method", elem_id="prelabel-method")
             limit = gr.Number(0, precision=0, minimum=0, label="At most this many images now (0: all)")
             overwrite = gr.Checkbox(False, label="Start the project again if it holds another source (asks nothing more)")
             run = gr.Button("Pre-label", variant="primary", elem_id="prelabel-button")

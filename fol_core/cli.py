@@ -9,6 +9,10 @@ import sys
 COMMANDS = {
     "localize": "fol_core.commands",
     "bench": "fol_core.bench",
+    "prelabel": "fol_core.bootstrap.prelabel",
+    "export": "fol_core.bootstrap.export",
+    "eval": "fol_core.evaluation.command",
+    "tsne": "fol_core.tsne",
 }
 """Command name -> module; the module's HELP is the command's one-line help."""
 

@@ -1,0 +1,184 @@
+"""The project's own labels ("dog", "cat", "bottle"), each a set of ImageNet classes.
+
+A label map file (YAML or JSON) maps each user label to a list of ImageNet classes given by index,
+WordNet id, name or synonym, or by a WordNet ancestor (its name or wnid): "dog" is every dog breed.
+
+    labels:
+      dog: [dog]                       # a WordNet ancestor: the 118 dog breeds
+      cat: [domestic cat]              # tabby, tiger cat, Persian, Siamese, Egyptian cat
+      bottle: [beer bottle, wine bottle, water bottle, pop bottle, 720]
+    threshold: 0.1                     # optional: the least label score that counts as found
+
+An entry is first looked up as an ImageNet class, then as a synset of the WordNet hierarchy above
+the classes (`wordnet:NAME` forces the latter). A user label's score is the sum of its classes'
+probabilities. Without a map every ImageNet class name is a label (two classes sharing a name,
+such as the two "crane"s, form one label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..imagenet import UnknownClassError, classes, resolve_class
+from . import hierarchy
+
+THRESHOLD = 0.1
+"""An image whose best label scores below this (sum of its classes' probabilities) is "no object found"."""
+
+
+class LabelMapError(ValueError):
+    """A label map that cannot be used; the message is one line for the user."""
+
+
+def resolve_entry(entry: str | int) -> frozenset[int]:
+    """The ImageNet class indices an entry names: a class (index, wnid, name, synonym) or a WordNet ancestor."""
+    text = str(entry).strip()
+    if text.lower().startswith("wordnet:"):
+        return _ancestor(text[len("wordnet:"):], entry)
+    try:
+        return frozenset({resolve_class(entry)})
+    except UnknownClassError as exc:
+        try:
+            return _ancestor(text, entry)
+        except LabelMapError:
+            raise LabelMapError(str(exc).replace("no ImageNet class", "no ImageNet class or WordNet group")) from None
+
+
+def _ancestor(text: str, entry: str | int) -> frozenset[int]:
+    q = text.strip()
+    synsets = [q.lower()] if hierarchy.is_synset(q.lower()) else hierarchy.find_synsets(q)
+    found = frozenset().union(*(hierarchy.descendants(w) for w in synsets)) if synsets else frozenset()
+    if not found:
+        raise LabelMapError(f"no ImageNet class or WordNet group is called {entry!r}")
+    return found
+
+
+@dataclass
+class LabelMap:
+    """User label -> ImageNet class indices (ordered as written); `threshold` is the least score that counts."""
+
+    labels: dict[str, tuple[int, ...]]
+    threshold: float = THRESHOLD
+    spec: dict[str, list[str | int]] = field(default_factory=dict)
+    """The entries as the user wrote them (what `to_yaml` writes back)."""
+    _matrix: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def imagenet(cls, threshold: float = THRESHOLD) -> LabelMap:
+        """No map: each ImageNet class name is a label."""
+        labels: dict[str, list[int]] = {}
+        for c in classes():
+            labels.setdefault(c.name, []).append(c.index)
+        return cls({k: tuple(v) for k, v in labels.items()}, threshold)
+
+    @classmethod
+    def from_spec(cls, data: Mapping) -> LabelMap:
+        """From the parsed file: {"labels": {label: [entries]}, "threshold": t} or just {label: [entries]}."""
+        if not isinstance(data, Mapping):
+            raise LabelMapError("a label map is a mapping of label -> list of ImageNet classes")
+        body = data.get("labels", data) if "labels" in data else {k: v for k, v in data.items() if k != "threshold"}
+        if not isinstance(body, Mapping) or not body:
+            raise LabelMapError("the label map names no labels")
+        try:
+            threshold = float(data.get("threshold", THRESHOLD))
+        except (TypeError, ValueError):
+            raise LabelMapError(f"threshold must be a number, got {data.get('threshold')!r}") from None
+        labels, spec = {}, {}
+        for name, entries in body.items():
+            items = list(entries) if isinstance(entries, (list, tuple)) else [entries]
+            if not str(name).strip() or not items:
+                raise LabelMapError(f"label {name!r} needs a name and at least one ImageNet class")
+            found: dict[int, None] = {}
+            for e in items:
+                try:
+                    found.update(dict.fromkeys(sorted(resolve_entry(e))))
+                except LabelMapError as exc:
+                    raise LabelMapError(f"label {name!r}: {exc}") from None
+            labels[str(name).strip()] = tuple(found)
+            spec[str(name).strip()] = items
+        return cls(labels, threshold, spec)
+
+    @classmethod
+    def parse(cls, text: str) -> LabelMap:
+        """From YAML or JSON text (JSON is YAML)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LabelMapError(f"the label map is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+        return cls.from_spec(data or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabelMap:
+        p = Path(path)
+        if not p.is_file():
+            raise LabelMapError(f"{path}: no such label map file")
+        return cls.parse(p.read_text(encoding="utf-8"))
+
+    def to_yaml(self) -> str:
+        """The map as the user wrote it (the default map writes nothing: it is implied)."""
+        if not self.spec:
+            return ""
+        return yaml.safe_dump({"labels": self.spec, "threshold": self.threshold}, sort_keys=False, allow_unicode=True)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.labels)
+
+    def scores(self, probs: torch.Tensor) -> dict[str, float]:
+        """Each label's score: the sum of its classes' probabilities."""
+        if self._matrix is None:  # (labels, 1000) membership: one product scores every label
+            m = torch.zeros(len(self.labels), len(classes()))
+            for row, idx in enumerate(self.labels.values()):
+                m[row, list(idx)] = 1.0
+            self._matrix = m
+        values = self._matrix @ probs.detach().float()
+        return dict(zip(self.labels, values.tolist()))
+
+    def best_class(self, label: str, probs: torch.Tensor) -> int:
+        """The label's most probable class: the one to localize."""
+        idx = list(self.labels[label])
+        return idx[int(probs[idx].argmax())]
+
+    def candidates(self, image_label: str) -> list[str]:
+        """The labels an image-level label (a folder name, a CSV cell) narrows the search to.
+
+        A user label by name (case-insensitive); else the labels sharing a class with what the text
+        names in ImageNet ("n02085620", "dog"). Empty: the text says nothing about this map.
+        """
+        q = image_label.strip().lower()
+        exact = [n for n in self.labels if n.lower() == q]
+        if exact:
+            return exact
+        try:
+            wanted = resolve_entry(image_label)
+        except LabelMapError:
+            return []
+        return [n for n, idx in self.labels.items() if wanted & set(idx)]
+
+    def describe(self) -> list[str]:
+        """One line per label: its size and first classes, to show the user what the map means."""
+        names = classes()
+        out = []
+        for label, idx in self.labels.items():
+            first = ", ".join(names[i].name for i in idx[:4])
+            more = f", ... ({len(idx)} classes)" if len(idx) > 4 else ""
+            out.append(f"{label}: {first}{more}")
+        return out
+
+
+def load_label_map(source: str | Path | Mapping | None, threshold: float | None = None) -> LabelMap:
+    """A map from a file path, parsed data or None (ImageNet's class names); `threshold` overrides the file's."""
+    if source is None:
+        lm = LabelMap.imagenet()
+    elif isinstance(source, Mapping):
+        lm = LabelMap.from_spec(source)
+    else:
+        lm = LabelMap.load(source)
+    if threshold is not None:
+        lm.threshold = threshold
+    return lm

@@ -1,0 +1,299 @@
+"""`prelabel`: propose boxes for every image of a folder, zip or dataset, into a resumable project.
+
+Per image: one forward pass; each user label's score is the sum of its classes' probabilities;
+the best label (plus, with --topn, each next label scoring at least ratio x the best) is localized
+with its most probable class and its boxes are named with the user label. When no label reaches
+the map's threshold the image is marked "no object found" rather than given a forced box. An
+image-level label (folder name, CSV) restricts the labels to those it names and is localized even
+below the threshold: the paper's class query.
+
+Each image's result is committed to the project database as soon as it is computed, so a run that
+is stopped carries on where it was when started again, without redoing or duplicating an image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..cli import add_model_arguments
+from ..commands import add_method_arguments, method_params
+from ..imagenet import classes as imagenet_classes
+from ..images import ImageError
+from ..localize import RATIO, _drop_duplicates
+from ..methods import METHODS, Method
+from ..models import Classifier, ModelUnavailableError, load_model
+from ..result import Box
+from .labelmap import LabelMap, LabelMapError, load_label_map
+from .paths import UnsafePathError
+from .project import Project, ProjectError
+from .sources import Source, SourceError, open_source, source_spec
+
+HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
+
+KEEP_SCORES = 10
+"""Label scores kept per image (the best ones), for the review's display."""
+PREFETCH = 4
+"""Images decoded ahead of the model, in a background thread."""
+
+Progress = Callable[[int, int, str], None]
+"""progress(done, total, message) for the app's progress bar."""
+
+
+@dataclass
+class Proposal:
+    """What the pre-labeler says about one image."""
+
+    stage: str
+    """proposed or no_object."""
+    boxes: list[Box]
+    confidence: float
+    """The localized (or, with no object, the best) label's score: the review sorts by it."""
+    top5: list[dict]
+    label_scores: dict[str, float]
+
+
+def propose(
+    photo: Image.Image,
+    method: Method,
+    label_map: LabelMap,
+    image_label: str | None = None,
+    topn: int = 1,
+    ratio: float = RATIO,
+    min_area: float = 0.01,
+) -> Proposal:
+    """Boxes for the image's best user label(s), or no_object when none scores label_map.threshold."""
+    fp = method.forward(method.model.to_pixels(photo))
+    probs = fp.probs
+    scores = label_map.scores(probs)
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+    wanted = label_map.candidates(image_label) if image_label else []
+    if wanted:
+        chosen = [max(wanted, key=scores.__getitem__)]
+    elif scores[ranked[0]] < label_map.threshold:
+        chosen = []
+    else:
+        top = scores[ranked[0]]
+        chosen = [ranked[0]] + [n for n in ranked[1:topn] if scores[n] >= max(label_map.threshold, ratio * top)]
+    boxes: list[Box] = []
+    for label in chosen:
+        expl = method.explain(fp, label_map.best_class(label, probs))
+        for b in method.boxes(expl, photo.width, photo.height, min_area):
+            b.label, b.score = label, round(scores[label], 5)
+            boxes.append(b)
+    if len(chosen) > 1:
+        boxes = _drop_duplicates(boxes, keep={boxes[0].class_index} if boxes else set())
+    p5, i5 = probs.topk(5)
+    names = imagenet_classes()
+    return Proposal(
+        stage="proposed" if chosen else "no_object",
+        boxes=boxes,
+        confidence=scores[chosen[0]] if chosen else scores[ranked[0]],
+        top5=[{"class_index": int(i), "label": names[int(i)].name, "probability": round(float(p), 5)} for p, i in zip(p5, i5)],
+        label_scores={n: round(scores[n], 5) for n in ranked[:KEEP_SCORES]},
+    )
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    proposed: int = 0
+    no_object: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    remaining: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.done} images in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s): "
+            f"{self.proposed} with boxes, {self.no_object} no object found, {self.failed} failed"
+            + (f"; {self.remaining} left" if self.remaining else "")
+        )
+
+
+def _prefetch(source: Source, keys: list[str]) -> Iterator[tuple[str, Future]]:
+    """Decode images in a background thread, at most PREFETCH ahead of the model."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: list[tuple[str, Future]] = []
+        for key in keys:
+            pending.append((key, pool.submit(source.open, key)))
+            if len(pending) > PREFETCH:
+                yield pending.pop(0)
+        yield from pending
+
+
+def open_run(
+    source: str | dict,
+    out: str,
+    image_labels: str | None = None,
+    split: str | None = None,
+    overwrite: bool = False,
+) -> tuple[Project, int]:
+    """Open (or create) the project in `out` for a source and register its images; returns (project, new images)."""
+    spec = source if isinstance(source, dict) else source_spec(source, image_labels, split)
+    project = Project.create(out, spec, overwrite=overwrite)
+    src = open_source(spec, project.folder)
+    project.use_source(src)
+    return project, project.add_items(src.items())
+
+
+def run_prelabel(
+    project: Project,
+    model: Classifier,
+    method: str = "fol",
+    params: dict | None = None,
+    label_map: LabelMap | None = None,
+    limit: int | None = None,
+    topn: int = 1,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Pre-label the project's images not done yet (at most `limit`), committing each as it is done."""
+    if label_map is not None:
+        project.set_label_map(label_map)
+    lm = project.label_map
+    project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
+    m = METHODS[method](model, **(params or {}))
+    todo = project.todo(limit)
+    summary = RunSummary()
+    by_key = {r.key: r for r in todo}
+    start = time.perf_counter()
+    source = project.source()
+    if progress:
+        progress(0, len(todo), "")
+    for key, future in _prefetch(source, [r.key for r in todo]):
+        rec = by_key[key]
+        t0 = time.perf_counter()
+        try:
+            photo = future.result()
+            prop = propose(photo, m, lm, rec.image_label, topn)
+        except (ImageError, SourceError, UnsafePathError, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            project.save_prelabel(rec.id, stage="failed", error=message, method=method)
+            summary.failed += 1
+            summary.errors.append(f"{rec.key}: {message}")
+            if log:
+                log(f"skipped {rec.key}: {message}")
+        else:
+            project.save_prelabel(
+                rec.id, stage=prop.stage, width=photo.width, height=photo.height, proposals=prop.boxes,
+                confidence=prop.confidence, top5=prop.top5, label_scores=prop.label_scores, method=method,
+                seconds=time.perf_counter() - t0,
+            )
+            summary.proposed += prop.stage == "proposed"
+            summary.no_object += prop.stage == "no_object"
+        summary.done += 1
+        if progress:
+            progress(summary.done, len(todo), rec.key)
+    summary.seconds = time.perf_counter() - start
+    summary.remaining = project.counts()["new"]
+    return summary
+
+
+def prelabel_folder(
+    source: str,
+    out: str | Path,
+    labels_text: str | None = None,
+    image_labels: str | None = None,
+    method: str = "fol",
+    limit: int | None = None,
+    overwrite: bool = False,
+    model: Classifier | None = None,
+    progress: Progress | None = None,
+) -> tuple[Project, RunSummary, int]:
+    """The app's pre-label run: a label map as text (empty: keep the project's, else ImageNet's names),
+    then open or resume the project and pre-label it. Returns (project, summary, images new to the project)."""
+    label_map = LabelMap.parse(labels_text) if labels_text and labels_text.strip() else None
+    project, new = open_run(source, str(out), image_labels, overwrite=overwrite)
+    summary = run_prelabel(project, model or load_model(), method, label_map=label_map, limit=limit, progress=progress)
+    return project, summary, new
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="a folder (recursive), a .zip, a saved dataset folder, hf:DIR (imagefolder) or hf:OWNER/NAME")
+    parser.add_argument("--out", help="the project folder, e.g. exports/NAME (required unless --bench)")
+    parser.add_argument("--labels", default=None, help="label map (YAML/JSON); default: ImageNet's class names")
+    parser.add_argument("--min-score", type=float, default=None, help="least label score to count as found (default: the map's, else 0.1)")
+    parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the parent folder's name) or a CSV (image,label)")
+    parser.add_argument("--split", default=None, help="dataset split (default: all)")
+    parser.add_argument("--topn", type=int, default=1, help="localize up to N labels per image (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, help="pre-label at most N images in this run")
+    parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the model (default: torch's; on a busy machine 1 can be much faster)")
+    parser.add_argument("--bench", action="store_true", help="time every method on --limit images (default 20) in a scratch project, print images/s")
+    add_model_arguments(parser)
+    add_method_arguments(parser)
+
+
+def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> int:
+    """images/s per method on the same images, in a throw-away project (nothing written in --out)."""
+    limit = args.limit or 20
+    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {limit} images from {args.source}")
+    for method in METHODS:
+        if method == "cam" and model.spec.classifier is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            project, _ = open_run(args.source, tmp, args.image_labels, args.split)
+            warm = project.todo(1)
+            if warm:  # first-call allocations are not the method's cost
+                propose(project.source().open(warm[0].key), METHODS[method](model), label_map)
+            summary = run_prelabel(project, model, method, label_map=label_map, limit=limit)
+            project.close()
+        print(f"  {method:<8} {summary.images_per_second:6.2f} images/s  ({summary.done} images in {summary.seconds:.1f} s)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model = load_model(args.model, args.weights)
+        label_map = load_label_map(args.labels, args.min_score)
+        if args.bench:
+            return _bench(args, model, label_map)
+        if not args.out:
+            print("error: --out is required (the project folder, e.g. exports/NAME)", file=sys.stderr)
+            return 2
+        project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
+    except (ModelUnavailableError, LabelMapError, ProjectError, SourceError, UnsafePathError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = project.counts()
+    print(f"{project.folder}: {counts['total']} images ({new} new), {counts['new']} to pre-label")
+    bar = tqdm(total=min(counts["new"], args.limit or counts["new"]), desc="prelabel", unit="img")
+
+    def progress(done: int, total: int, key: str) -> None:
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = run_prelabel(
+            project, model, args.method, method_params(args),
+            label_map if args.labels or args.min_score is not None else None,
+            args.limit, args.topn, progress, log=lambda s: tqdm.write(s, file=sys.stderr),
+        )
+    finally:
+        bar.close()
+    print(summary.line())
+    counts = project.counts()
+    print(f"review: {counts['pending']} pending, {counts['accepted']} accepted, {counts['rejected']} rejected")
+    project.close()
+    return 1 if summary.failed else 0

@@ -1,0 +1,368 @@
+"""The on-disk project: one SQLite database (WAL mode) inside the project's folder, written as decisions are made.
+
+Every pre-label result and every review decision is one SQLite transaction, committed before the
+call returns (synchronous=FULL): kill the process at any moment and the database holds every
+decision made before, and none half-made. A marker file says which project owns the folder, so
+that no run or export writes over another project's files without being told to.
+
+Per image: `stage` is what the pre-labeler did (new, proposed, no_object, failed), `review` what
+the reviewer decided (NULL while pending, accepted, rejected); `proposals` are the pre-labeler's
+boxes and `boxes` the accepted ones, both in the photo's own pixels. `decisions` is an append-only
+journal of every review action.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..formats import AnnotatedImage
+from ..result import Box
+from .labelmap import LabelMap, load_label_map
+from .paths import unique_name
+from .sources import Source, SourceItem, open_source, same_source
+
+DB_NAME = "project.sqlite"
+MARKER = "fol-project.json"
+"""Marks a folder as a fol project: {"project": id, "created": time, "source": spec}."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    file_name TEXT NOT NULL UNIQUE,
+    image_label TEXT,
+    width INTEGER,
+    height INTEGER,
+    stage TEXT NOT NULL DEFAULT 'new',
+    review TEXT,
+    confidence REAL,
+    proposals TEXT NOT NULL DEFAULT '[]',
+    boxes TEXT,
+    top5 TEXT,
+    label_scores TEXT,
+    error TEXT,
+    method TEXT,
+    seconds REAL,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS images_stage ON images(stage);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    action TEXT NOT NULL,
+    boxes TEXT,
+    at REAL NOT NULL
+);
+"""
+
+ACTIONS = ("accept", "reject", "skip", "reset")
+
+
+class ProjectError(ValueError):
+    """A project that cannot be opened or created here; one line for the user."""
+
+
+@dataclass
+class ImageRecord:
+    """One image of the project, as stored."""
+
+    id: int
+    key: str
+    file_name: str
+    image_label: str | None
+    width: int | None
+    height: int | None
+    stage: str
+    review: str | None
+    confidence: float | None
+    proposals: list[Box] = field(default_factory=list)
+    boxes: list[Box] | None = None
+    top5: list[dict] = field(default_factory=list)
+    label_scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """accepted, rejected, or pending (pre-labeled, not reviewed), new (not pre-labeled), failed."""
+        if self.review:
+            return self.review
+        return "pending" if self.stage in ("proposed", "no_object") else self.stage
+
+    def current_boxes(self) -> list[Box]:
+        """What the reviewer sees: the accepted boxes once reviewed, else the proposals."""
+        return list(self.boxes) if self.boxes is not None else list(self.proposals)
+
+
+def _boxes_json(boxes: Iterable[Box]) -> str:
+    return json.dumps([b.to_dict() for b in boxes], ensure_ascii=False)
+
+
+def _boxes(text: str | None) -> list[Box] | None:
+    return None if text is None else [Box.from_dict(d) for d in json.loads(text)]
+
+
+def read_marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class Project:
+    """A project folder: its database, its source and its label map. Safe to share between threads."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        marker = read_marker(self.folder)
+        if marker is None or not (self.folder / DB_NAME).is_file():
+            raise ProjectError(f"{folder} is not a fol project (no {MARKER} and {DB_NAME})")
+        self.id: str = marker["project"]
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.folder / DB_NAME, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._source: Source | None = None
+
+    # --- creation -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | Path, source: dict, overwrite: bool = False) -> Project:
+        """Open the project in `folder`, or make one there; refuse another project's folder unless overwrite.
+
+        The same source reopens the same project (so a run resumes). A folder that holds another
+        project, or files that are not a project, is refused; with overwrite, its images and
+        decisions (and an extracted zip) are dropped and the project starts again; no other file is touched.
+        """
+        folder = Path(folder)
+        marker = read_marker(folder)
+        if marker is None:
+            if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+                raise ProjectError(f"{folder} is not empty and is not a fol project: choose another folder, or overwrite")
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = {"project": uuid.uuid4().hex, "created": time.time(), "source": source}
+            (folder / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+            sqlite3.connect(folder / DB_NAME).close()
+            project = cls(folder)
+            project.set_meta("source", source)
+            return project
+        if not (folder / DB_NAME).is_file():
+            sqlite3.connect(folder / DB_NAME).close()
+        project = cls(folder)
+        if not same_source(project.meta("source", source), source):
+            if not overwrite:
+                raise ProjectError(
+                    f"{folder} holds the project of {_describe(project.meta('source'))}: "
+                    "choose another folder, or overwrite to start it again"
+                )
+            with project.transaction() as db:
+                db.execute("DELETE FROM decisions")
+                db.execute("DELETE FROM images")
+            if (project.meta("source") or {}).get("kind") == "zip":  # the old upload's extracted images
+                shutil.rmtree(folder / "source", ignore_errors=True)
+            project.set_meta("source", source)
+            marker["source"] = source
+            (folder / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        return project
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: committed on exit, rolled back on error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # --- source and labels ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def source(self) -> Source:
+        """The project's source, reopened from its stored spec (once per Project)."""
+        if self._source is None:
+            self._source = open_source(self.meta("source"), self.folder)
+        return self._source
+
+    def use_source(self, source: Source) -> None:
+        """Keep an already opened source (so it is not loaded twice)."""
+        self._source = source
+
+    @property
+    def label_map(self) -> LabelMap:
+        spec = self.meta("label_map")
+        return load_label_map(spec) if spec else load_label_map(None, self.meta("threshold"))
+
+    def set_label_map(self, label_map: LabelMap) -> None:
+        """Store the map (as written by the user; None for ImageNet's names) for later runs and the review."""
+        spec = {"labels": label_map.spec, "threshold": label_map.threshold} if label_map.spec else None
+        self.set_meta("label_map", spec)
+        self.set_meta("threshold", label_map.threshold)
+
+    def add_items(self, items: Iterable[SourceItem]) -> int:
+        """Register the source's images (those already known are left as they are); returns how many are new."""
+        with self.transaction() as db:
+            known = {r["key"] for r in db.execute("SELECT key FROM images")}
+            taken = {Path(r["file_name"]).stem.casefold() for r in db.execute("SELECT file_name FROM images")}
+            new = 0
+            for item in items:
+                if item.key in known:
+                    continue
+                known.add(item.key)
+                db.execute(
+                    "INSERT INTO images(key, file_name, image_label, updated) VALUES (?, ?, ?, ?)",
+                    (item.key, unique_name(item.name, taken), item.label, time.time()),
+                )
+                new += 1
+        return new
+
+    # --- pre-labeling ---------------------------------------------------------------------------
+
+    def todo(self, limit: int | None = None) -> list[ImageRecord]:
+        """Images not pre-labeled yet, in source order."""
+        sql = "SELECT * FROM images WHERE stage = 'new' ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._record(r) for r in self._query(sql)]
+
+    def save_prelabel(
+        self, image_id: int, *, stage: str, width: int | None = None, height: int | None = None,
+        proposals: list[Box] | None = None, confidence: float | None = None, top5: list[dict] | None = None,
+        label_scores: dict[str, float] | None = None, error: str | None = None, method: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """One image's pre-label result, in one transaction."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE images SET stage=?, width=?, height=?, proposals=?, confidence=?, top5=?, label_scores=?,"
+                " error=?, method=?, seconds=?, updated=? WHERE id=?",
+                (
+                    stage, width, height, _boxes_json(proposals or []), confidence, json.dumps(top5 or []),
+                    json.dumps(label_scores or {}), error, method, seconds, time.time(), image_id,
+                ),
+            )
+
+    # --- review ---------------------------------------------------------------------------------
+
+    def decide(self, image_id: int, action: str, boxes: list[Box] | None = None) -> ImageRecord:
+        """Record a review decision at once: accept (with the boxes as edited), reject, skip or reset."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        now = time.time()
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+                raise ProjectError(f"no image {image_id} in this project")
+            if action == "accept":
+                db.execute("UPDATE images SET review='accepted', boxes=?, updated=? WHERE id=?",
+                           (_boxes_json(boxes or []), now, image_id))
+            elif action == "reject":
+                db.execute("UPDATE images SET review='rejected', updated=? WHERE id=?", (now, image_id))
+            elif action == "reset":
+                db.execute("UPDATE images SET review=NULL, boxes=NULL, updated=? WHERE id=?", (now, image_id))
+            db.execute(
+                "INSERT INTO decisions(image_id, action, boxes, at) VALUES (?, ?, ?, ?)",
+                (image_id, action, None if boxes is None else _boxes_json(boxes), now),
+            )
+        return self.image(image_id)
+
+    def image(self, image_id: int) -> ImageRecord:
+        rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise ProjectError(f"no image {image_id} in this project")
+        return self._record(rows[0])
+
+    def images(self) -> list[ImageRecord]:
+        return [self._record(r) for r in self._query("SELECT * FROM images ORDER BY id")]
+
+    def queue(self, order: str = "confidence", status: str = "all") -> list[int]:
+        """Image ids to review: order "confidence" (least sure first) or "name"; status "all" or one status.
+
+        Only images the pre-labeler has seen (proposed or no object found) are queued.
+        """
+        where = "stage IN ('proposed', 'no_object')"
+        if status == "pending":
+            where += " AND review IS NULL"
+        elif status in ("accepted", "rejected"):
+            where += f" AND review = '{status}'"
+        sort = "COALESCE(confidence, 0), id" if order == "confidence" else "file_name COLLATE NOCASE, id"
+        return [r["id"] for r in self._query(f"SELECT id FROM images WHERE {where} ORDER BY {sort}")]
+
+    def counts(self) -> dict[str, int]:
+        """accepted, rejected, pending (pre-labeled, not reviewed), new (not pre-labeled), failed, no_object, total."""
+        row = self._query(
+            "SELECT COUNT(*) AS total,"
+            " SUM(review = 'accepted') AS accepted, SUM(review = 'rejected') AS rejected,"
+            " SUM(review IS NULL AND stage IN ('proposed', 'no_object')) AS pending,"
+            " SUM(stage = 'new') AS new, SUM(stage = 'failed') AS failed, SUM(stage = 'no_object') AS no_object"
+            " FROM images"
+        )[0]
+        return {k: int(v or 0) for k, v in dict(row).items()}
+
+    def decisions(self, image_id: int | None = None) -> list[dict]:
+        sql = "SELECT * FROM decisions" + (" WHERE image_id = ?" if image_id is not None else "") + " ORDER BY id"
+        return [dict(r) for r in self._query(sql, (image_id,) if image_id is not None else ())]
+
+    def annotated(self, include_proposals: bool = False) -> list[tuple[ImageRecord, AnnotatedImage]]:
+        """What an export holds: accepted images with their boxes; with include_proposals, also the
+        unreviewed images that have proposals. Rejected images are left out."""
+        out = []
+        for rec in self.images():
+            if rec.review == "accepted":
+                boxes = rec.boxes or []
+            elif include_proposals and rec.review is None and rec.proposals:
+                boxes = rec.proposals
+            else:
+                continue
+            out.append((rec, AnnotatedImage(rec.file_name, rec.width or 0, rec.height or 0, list(boxes))))
+        return out
+
+    def _record(self, r: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(
+            r["id"], r["key"], r["file_name"], r["image_label"], r["width"], r["height"], r["stage"], r["review"],
+            r["confidence"], _boxes(r["proposals"]) or [], _boxes(r["boxes"]), json.loads(r["top5"] or "[]"),
+            json.loads(r["label_scores"] or "{}"), r["error"],
+        )
+
+
+def _describe(source: dict | None) -> str:
+    if not source:
+        return "an unknown source"
+    return source.get("root") or source.get("path") or str(source)
+
+
+def open_project(folder: str | Path) -> Project:
+    """An existing project (raises ProjectError with one line when the folder is not one)."""
+    return Project(folder)

@@ -1,0 +1,259 @@
+"""The review queue, as plain functions the app's tabs call: one image at a time, every decision saved at once.
+
+A review session is a small JSON-able dict (kept per browser tab in gr.State): the project folder,
+the order of the queue and the position in it. Projects are opened once per process and shared.
+The annotator is given a display copy of at most DISPLAY_MAX pixels a side (gradio_image_annotation
+misplaces boxes on large images; small photos are enlarged to DISPLAY_MIN) and its boxes are scaled
+back to the photo's own pixels here;
+a box the reviewer left untouched keeps its exact proposed coordinates.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..draw import class_colour
+from ..imagenet import UnknownClassError, resolve_class
+from ..images import ImageError
+from ..models import ModelUnavailableError
+from ..result import Box
+from .export import ExportError
+from .labelmap import LabelMapError
+from .paths import UnsafePathError, relative_parts
+from .project import MARKER, ImageRecord, Project, ProjectError, open_project
+from .sources import SourceError
+
+DISPLAY_MAX = 1600
+"""The longest side of the copy shown in the annotator."""
+DISPLAY_MIN = 640
+"""Smaller photos are shown enlarged to this longest side, so their boxes are easy to grab."""
+ORDERS = ("confidence", "name")
+"""Queue orders: least sure first, or by file name."""
+STATUSES = ("pending", "all", "accepted", "rejected")
+
+USER_ERRORS = (ProjectError, LabelMapError, SourceError, UnsafePathError, ExportError, ImageError, ModelUnavailableError)
+"""What the app shows as a one-line message rather than a traceback."""
+MAX_LABEL_LIST = 200
+"""Offer the map's labels as the annotator's choices when there are at most this many."""
+
+_PROJECTS: dict[str, Project] = {}
+_LOCK = threading.Lock()
+
+
+def get_project(folder: str | Path) -> Project:
+    """The project in `folder`, opened once per process and shared by every session."""
+    key = str(Path(folder).resolve())
+    with _LOCK:
+        if key not in _PROJECTS:
+            _PROJECTS[key] = open_project(key)
+        return _PROJECTS[key]
+
+
+def forget(folder: str | Path) -> None:
+    """Drop the shared Project for folder (after a run made or restarted it), so the next call reopens it."""
+    with _LOCK:
+        _PROJECTS.pop(str(Path(folder).resolve()), None)
+
+
+def project_folder(root: str | Path, name: str) -> Path:
+    """root/NAME for a project name the user typed: one safe folder name, never a path elsewhere."""
+    parts = relative_parts(name or "")
+    if not parts:
+        raise ProjectError("give the project a name (letters, digits, spaces)")
+    return Path(root) / "-".join(parts)
+
+
+def label_choices(project: Project) -> list[str]:
+    """The labels offered when editing a box: the user's map's labels (ImageNet's 1000 names are too many)."""
+    lm = project.label_map
+    return lm.names if lm.spec and len(lm.names) <= MAX_LABEL_LIST else []
+
+
+def list_projects(root: str | Path) -> list[str]:
+    """The project folders directly under root (e.g. exports/), by name."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / MARKER).is_file())
+
+
+# --- display scaling ----------------------------------------------------------------------------
+
+def display_scale(width: int | None, height: int | None, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> float:
+    """Photo pixels per display pixel for a photo of this size: > 1 shrunk, < 1 enlarged, 1 as it is."""
+    longest = max(width or 0, height or 0)
+    if longest > max_side:
+        return longest / max_side
+    if 0 < longest < min_side:
+        return longest / min_side
+    return 1.0
+
+
+def display_copy(photo: Image.Image, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> tuple[Image.Image, float]:
+    """(the copy the annotator shows, photo pixels per display pixel)."""
+    scale = display_scale(photo.width, photo.height, max_side, min_side)
+    if scale == 1.0:
+        return photo, 1.0
+    size = (max(1, round(photo.width / scale)), max(1, round(photo.height / scale)))
+    resample = Image.Resampling.LANCZOS if scale > 1 else Image.Resampling.BICUBIC
+    return photo.resize(size, resample), scale
+
+
+def _label_colour(label: str, class_index: int) -> tuple[int, int, int]:
+    return class_colour(class_index if class_index >= 0 else sum(map(ord, label)) % 1000)
+
+
+def to_annotator(boxes: list[Box], scale: float) -> list[dict[str, Any]]:
+    """Boxes in photo pixels -> the annotator's dicts in display pixels (rounded, as it returns them)."""
+    return [
+        {
+            "xmin": round(b.x0 / scale), "ymin": round(b.y0 / scale), "xmax": round(b.x1 / scale),
+            "ymax": round(b.y1 / scale), "label": b.label, "color": "rgb({}, {}, {})".format(*_label_colour(b.label, b.class_index)),
+        }
+        for b in boxes
+    ]
+
+
+def from_annotator(
+    dicts: list[dict[str, Any]], scale: float, width: int, height: int, proposed: list[Box] | None = None,
+    default_label: str = "object",
+) -> list[Box]:
+    """The annotator's boxes (display pixels) -> boxes in the photo's pixels, clipped to it.
+
+    A box equal to a proposed one as shown (same label, same rounded corners) is that proposal,
+    exact; any other box is the reviewer's (method "review", score 1). A box drawn without a
+    label gets `default_label`.
+    """
+    shown = {}
+    for b, d in zip(proposed or [], to_annotator(proposed or [], scale)):
+        shown.setdefault((d["label"], d["xmin"], d["ymin"], d["xmax"], d["ymax"]), b)
+    out = []
+    for d in dicts:
+        label = str(d.get("label") or "").strip() or default_label
+        x0, x1 = sorted((float(d["xmin"]), float(d["xmax"])))
+        y0, y1 = sorted((float(d["ymin"]), float(d["ymax"])))
+        same = shown.get((label, round(x0), round(y0), round(x1), round(y1)))
+        if same is not None:
+            out.append(same)
+            continue
+        x0, x1 = max(0.0, x0 * scale), min(float(width), x1 * scale)
+        y0, y1 = max(0.0, y0 * scale), min(float(height), y1 * scale)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        out.append(Box(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2), label, _class_of(label), 1.0, "review"))
+    return out
+
+
+def _class_of(label: str) -> int:
+    try:
+        return resolve_class(label)
+    except UnknownClassError:
+        return -1
+
+
+# --- the session --------------------------------------------------------------------------------
+
+def start(folder: str | Path, order: str = "confidence", status: str = "pending") -> dict:
+    """A review session on the project's queue (raises ProjectError when the folder is not a project)."""
+    project = get_project(folder)
+    if order not in ORDERS or status not in STATUSES:
+        raise ValueError(f"order is one of {ORDERS}, status one of {STATUSES}")
+    ids = project.queue(order, status)
+    return {"project": str(project.folder), "order": order, "status": status, "ids": ids, "pos": 0}
+
+
+def _clamp(state: dict, pos: int) -> dict:
+    n = len(state["ids"])
+    return {**state, "pos": max(0, min(pos, n - 1)) if n else 0}
+
+
+def move(state: dict, step: int) -> dict:
+    """Next (+1) or previous (-1) image in the queue."""
+    return _clamp(state, state["pos"] + step)
+
+
+def jump(state: dict, target: str | int) -> dict:
+    """Go to an image by its position in the queue (1-based) or by (part of) its file name."""
+    text = str(target).strip()
+    if text.isdigit():
+        return _clamp(state, int(text) - 1)
+    project = get_project(state["project"])
+    names = {i: project.image(i).file_name for i in state["ids"]}
+    hits = [pos for pos, i in enumerate(state["ids"]) if names[i] == text] or [
+        pos for pos, i in enumerate(state["ids"]) if text.lower() in names[i].lower()
+    ]
+    if not hits:
+        raise ProjectError(f"no image in this queue is called {text!r}")
+    return _clamp(state, hits[0])
+
+
+@dataclass
+class View:
+    """What the review tab shows for the current image."""
+
+    record: ImageRecord | None
+    annotator: dict | None
+    """{"image": display copy, "boxes": [...]} for image_annotator; None when the queue is empty."""
+    scale: float
+    info: str
+    counts: dict[str, int]
+    position: str
+
+
+def current(state: dict) -> View:
+    """The image at the session's position, its boxes in display pixels, and the counts."""
+    project = get_project(state["project"])
+    counts = project.counts()
+    if not state["ids"]:
+        return View(None, None, 1.0, "Nothing to review in this queue.", counts, "0 / 0")
+    rec = project.image(state["ids"][state["pos"]])
+    photo = project.source().open(rec.key)
+    shown, scale = display_copy(photo)
+    boxes = rec.current_boxes()
+    return View(
+        rec, {"image": shown, "boxes": to_annotator(boxes, scale)}, scale, describe(rec), counts,
+        f"{state['pos'] + 1} / {len(state['ids'])}",
+    )
+
+
+def describe(rec: ImageRecord) -> str:
+    """A short Markdown note: the file, its status, the pre-labeler's view of it."""
+    lines = [f"**{rec.file_name}** ({rec.width} × {rec.height}) · status **{rec.status}**"]
+    if rec.image_label:
+        lines.append(f"image label: *{rec.image_label}*")
+    if rec.stage == "no_object":
+        lines.append("pre-labeler: **no object found** (no label scored enough); draw a box and accept, or reject")
+    elif rec.confidence is not None:
+        lines.append(f"pre-labeler confidence: {rec.confidence:.2f}")
+    if rec.label_scores:
+        best = sorted(rec.label_scores.items(), key=lambda kv: -kv[1])[:3]
+        lines.append("label scores: " + ", ".join(f"{k} {v:.2f}" for k, v in best))
+    return "  \n".join(lines)
+
+
+def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True) -> dict:
+    """Save a decision on the current image at once (accept takes the annotator's boxes), then move on."""
+    if not state["ids"]:
+        raise ProjectError("nothing to review in this queue")
+    project = get_project(state["project"])
+    rec = project.image(state["ids"][state["pos"]])
+    boxes = None
+    if action == "accept":
+        scale = display_scale(rec.width, rec.height)
+        dicts = (annotated or {}).get("boxes") or []
+        shown = rec.current_boxes()
+        default = shown[0].label if shown else rec.image_label or "object"
+        boxes = from_annotator(dicts, scale, rec.width or 0, rec.height or 0, shown, default)
+    project.decide(rec.id, action, boxes)
+    return move(state, 1) if advance else state
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    extra = f" · {counts['new']} not pre-labeled" if counts.get("new") else ""
+    return (f"**{counts['accepted']}** accepted · **{counts['pending']}** pending · "
+            f"**{counts['rejected']}** rejected · {counts['no_object']} with no object found{extra}")

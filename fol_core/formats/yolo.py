@@ -1,0 +1,69 @@
+"""YOLO txt: one `labels/STEM.txt` per image, lines `class cx cy w h` normalized to [0, 1], plus the class list.
+
+The folder layout is Ultralytics': `images/`, `labels/`, `classes.txt` (one name a line, in class
+order) and `data.yaml` (`path`, `train`, `val`, `nc`, `names`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import yaml
+from PIL import Image
+
+from ..result import Box
+from . import AnnotatedImage, categories_of
+
+
+def _clip(v: float) -> float:
+    return min(1.0, max(0.0, v))
+
+
+def to_txt(item: AnnotatedImage, categories: list[str]) -> str:
+    """The image's label file: `class cx cy w h` per box, normalized by the image size, 6 decimals."""
+    index = {name: i for i, name in enumerate(categories)}
+    lines = []
+    for b in item.boxes:
+        x0, x1 = _clip(b.x0 / item.width), _clip(b.x1 / item.width)
+        y0, y1 = _clip(b.y0 / item.height), _clip(b.y1 / item.height)
+        lines.append(f"{index[b.label]} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+    return "".join(line + "\n" for line in lines)
+
+
+def from_txt(text: str, file_name: str, width: int, height: int, categories: list[str]) -> AnnotatedImage:
+    item = AnnotatedImage(file_name, width, height)
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        c, cx, cy, w, h = line.split()[:5]
+        cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+        item.boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, categories[int(c)], -1, 1.0, "yolo"))
+    return item
+
+
+def write(items: list[AnnotatedImage], folder: str | Path, categories: list[str] | None = None) -> Path:
+    """labels/STEM.txt for every item, classes.txt and data.yaml; the images go in images/ (the caller's)."""
+    folder = Path(folder)
+    names = categories or categories_of(items)
+    names += [n for n in categories_of(items) if n not in names]
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    for item in items:
+        (folder / "labels" / f"{PurePosixPath(item.file_name).stem}.txt").write_text(to_txt(item, names), encoding="utf-8")
+    (folder / "classes.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    data = {"path": ".", "train": "images", "val": "images", "nc": len(names), "names": dict(enumerate(names))}
+    (folder / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def read(folder: str | Path) -> list[AnnotatedImage]:
+    """Every image in images/ with its label file (none: no boxes); sizes read from the images."""
+    folder = Path(folder)
+    names = (folder / "classes.txt").read_text(encoding="utf-8").splitlines()
+    items = []
+    for img in sorted((folder / "images").iterdir()):
+        with Image.open(img) as im:
+            width, height = im.size
+        label = folder / "labels" / f"{img.stem}.txt"
+        text = label.read_text(encoding="utf-8") if label.is_file() else ""
+        items.append(from_txt(text, img.name, width, height, names))
+    return items

@@ -1,0 +1,112 @@
+"""Every format's writer read back by its own reader and by the real third-party readers: same boxes, same pixels."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import datasets
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from torchvision.datasets import VOCDetection
+
+from fol_core.formats import AnnotatedImage, coco, hf, voc, yolo
+from fol_core.result import Box
+
+
+@pytest.fixture
+def items(examples_dir) -> list[AnnotatedImage]:
+    """Two real photos with boxes in float pixels (as the engine makes them), one with two labels; one without boxes."""
+    cat = Image.open(examples_dir / "chelsea.png")
+    cup = Image.open(examples_dir / "coffee.png")
+    rocket = Image.open(examples_dir / "rocket.jpg")
+    return [
+        AnnotatedImage("chelsea.png", *cat.size, [Box(36.24, 10.5, 410.73, 300.0, "cat", 285, 0.79, "fol")]),
+        AnnotatedImage("coffee.png", *cup.size, [
+            Box(77.68, 0.0, 479.46, 351.79, "cup", 968, 0.9, "gradcam"),
+            Box(10.0, 20.0, 60.5, 90.25, "spoon", -1, 1.0, "review"),
+        ]),
+        AnnotatedImage("rocket.jpg", *rocket.size, []),
+    ]
+
+
+def _corners(item: AnnotatedImage) -> list[tuple]:
+    return [(b.label, b.x0, b.y0, b.x1, b.y1) for b in item.boxes]
+
+
+def assert_same(a: AnnotatedImage, b: AnnotatedImage, tol: float) -> None:
+    """Same file, size, labels and corners (within tol pixels)."""
+    assert (a.file_name, a.width, a.height) == (b.file_name, b.width, b.height)
+    assert [c[0] for c in _corners(a)] == [c[0] for c in _corners(b)]
+    for (_, *x), (_, *y) in zip(_corners(a), _corners(b)):
+        assert x == pytest.approx(y, abs=tol)
+
+
+def test_voc_round_trip_with_torchvision_parser(items, tmp_path):
+    for item in items:
+        path = voc.write(item, tmp_path / f"{item.file_name}.xml")
+        parsed = VOCDetection.parse_voc_xml(ET.parse(path).getroot())["annotation"]
+        assert parsed["filename"] == item.file_name
+        assert (int(parsed["size"]["width"]), int(parsed["size"]["height"])) == (item.width, item.height)
+        objects = parsed.get("object", [])
+        assert len(objects) == len(item.boxes)
+        for obj, b in zip(objects, item.boxes):
+            bb = {k: int(v) for k, v in obj["bndbox"].items()}
+            # VOC: integer, 1-based, inclusive: xmin = round(x0) + 1, xmax = round(x1)
+            assert (obj["name"], bb["xmin"], bb["ymin"], bb["xmax"], bb["ymax"]) == (
+                b.label, round(b.x0) + 1, round(b.y0) + 1, round(b.x1), round(b.y1))
+        back = voc.read(path)
+        for (l0, *a), (l1, *c) in zip(_corners(item), _corners(back)):
+            assert l0 == l1 and all(abs(x - y) <= 0.5 for x, y in zip(a, c))
+
+
+def test_coco_round_trip_with_pycocotools(items, tmp_path):
+    path = coco.write(items, tmp_path / "annotations.json")
+    api = COCO(str(path))
+    assert {c["name"] for c in api.loadCats(api.getCatIds())} == {"cat", "cup", "spoon"}
+    for img in api.loadImgs(api.getImgIds()):
+        item = next(i for i in items if i.file_name == img["file_name"])
+        assert (img["width"], img["height"]) == (item.width, item.height)
+        anns = api.loadAnns(api.getAnnIds(imgIds=img["id"]))
+        assert len(anns) == len(item.boxes)
+        for a, b in zip(anns, item.boxes):
+            x, y, w, h = a["bbox"]
+            assert api.loadCats(a["category_id"])[0]["name"] == b.label
+            assert (x, y, x + w, y + h) == pytest.approx((b.x0, b.y0, b.x1, b.y1), abs=0.011)
+            assert a["area"] == pytest.approx(w * h, rel=1e-3) and a["iscrowd"] == 0
+    for a, b in zip(coco.read(path), items):
+        assert_same(a, b, 0.011)
+
+
+def test_yolo_round_trip(items, tmp_path, examples_dir):
+    (tmp_path / "images").mkdir()
+    for item in items:
+        (tmp_path / "images" / item.file_name).write_bytes((examples_dir / item.file_name).read_bytes())
+    yolo.write(items, tmp_path, ["cup", "cat"])
+    assert (tmp_path / "classes.txt").read_text().split("\n")[:3] == ["cup", "cat", "spoon"]
+    line = (tmp_path / "labels" / "chelsea.txt").read_text().split()
+    w, h = items[0].width, items[0].height
+    b = items[0].boxes[0]
+    assert int(line[0]) == 1
+    assert [float(v) for v in line[1:]] == pytest.approx(
+        [(b.x0 + b.x1) / 2 / w, (b.y0 + b.y1) / 2 / h, (b.x1 - b.x0) / w, (b.y1 - b.y0) / h], abs=1e-6)
+    assert (tmp_path / "labels" / "rocket.txt").read_text() == ""
+    back = {i.file_name: i for i in yolo.read(tmp_path)}
+    for item in items:
+        assert_same(back[item.file_name], item, 1e-3)
+
+
+def test_hf_round_trip_with_load_from_disk(items, tmp_path, examples_dir):
+    path = hf.write(items, tmp_path / "ds", lambda it: (examples_dir / it.file_name).read_bytes())
+    assert not (tmp_path / "ds.cache").exists(), "the intermediate cache is removed"
+    ds = datasets.load_from_disk(str(path))
+    assert len(ds) == 3 and set(ds.column_names) >= {"image", "objects"}
+    assert ds.features["objects"]["category"].feature.names[:2] == ["cat", "cup"]
+    for row, item in zip(ds, items):
+        assert row["image"].size == (item.width, item.height)
+        names = ds.features["objects"]["category"].feature
+        got = [(names.int2str(c), x, y, x + w, y + h) for (x, y, w, h), c in zip(row["objects"]["bbox"], row["objects"]["category"])]
+        for (l0, *a), (l1, *c) in zip(_corners(item), got):
+            assert l0 == l1 and a == pytest.approx(c, abs=1e-3)
+    for a, b in zip(hf.read(path), items):
+        assert_same(a, b, 1e-3)
