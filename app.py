@@ -86,7 +86,7 @@ def _accept(annotated, photo, export_dir):
     """The boxes as the user left them, in the photo's pixels, written as VOC and COCO for download."""
     if photo is None or not annotated:
         raise _user_error(webapp.InputError("Localize a photo first, then accept its boxes."))
-    boxes = webapp.from_annotator(annotated.get("boxes") or [], photo)
+    boxes = photo.from_annotator(annotated.get("boxes") or [])
     export_dir = export_dir or webapp.new_export_dir()
     voc_path, coco_path = webapp.export_files(photo, boxes, export_dir)
     gr.Info(f"Accepted {len(boxes)} box{'es' if len(boxes) != 1 else ''}: the downloads are ready.")

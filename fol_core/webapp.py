@@ -1,10 +1,8 @@
 """What the web app computes, as plain functions: app.py only wires these to Gradio components.
 
 Kept free of gradio so it can be tested alone and reused by other front ends. The annotator and the
-images shown in the browser get a display copy of at most MAX_DISPLAY_SIDE pixels a side: a 100 MP
-photo is never sent to the browser, and the annotator (whose coordinates go wrong on images larger
-than its canvas, edgarGracia/gradio_image_annotator#33) works on a modest image whose boxes are
-scaled back to the photo's own pixels here.
+images shown in the browser get a display copy (fol_core.annotator): a 100 MP photo is never sent to
+the browser, and the boxes are scaled back to the photo's own pixels.
 """
 
 from __future__ import annotations
@@ -19,17 +17,15 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from .annotator import display_copy, from_annotator, to_annotator
 from .draw import class_colour, draw_boxes, explain_figure, heatmap_overlay
 from .formats import AnnotatedImage, coco, voc
-from .imagenet import UnknownClassError, classes, resolve_class
+from .imagenet import UnknownClassError, classes
 from .images import ImageError, load_image
 from .localize import localize
 from .methods import CAM, FastLocalization, GradCAM
 from .models import ModelUnavailableError, get_spec, load_model
 from .result import Box, Localization
-
-MAX_DISPLAY_SIDE = 1600
-"""Longest side of the copy shown in the browser and in the annotator."""
 
 METHOD_CHOICES = [("FOL (Fast Unsupervised Object Localization)", "fol"), ("Grad-CAM", "gradcam"), ("CAM", "cam")]
 METHOD_NAMES = {"fol": "FOL", "gradcam": "Grad-CAM", "cam": "CAM"}
@@ -67,94 +63,36 @@ def class_choices() -> list[tuple[str, int]]:
 
 @dataclass
 class Photo:
-    """What a session remembers of the photo it localized: where it is, its size and its display copy's size."""
+    """What a session remembers of the photo it localized: where it is, its size, its display scale."""
 
     path: str
     file_name: str
     width: int
     height: int
-    display_width: int
-    display_height: int
+    scale: float
+    """Photo pixels per display pixel."""
     boxes: list[Box] = field(default_factory=list)
     """The boxes as localized, in the photo's pixels (kept exact when the user accepts them unchanged)."""
 
-    @property
-    def scale_x(self) -> float:
-        """Photo pixels per display pixel, horizontally."""
-        return self.width / self.display_width
+    def to_annotator(self, boxes: Sequence[Box]) -> list[dict[str, Any]]:
+        return to_annotator(boxes, self.scale)
 
-    @property
-    def scale_y(self) -> float:
-        return self.height / self.display_height
+    def from_annotator(self, dicts: Sequence[dict[str, Any]]) -> list[Box]:
+        """The user's boxes in the photo's pixels; untouched ones exactly as localized."""
+        return from_annotator(dicts, self.scale, self.width, self.height, self.boxes)
 
 
-def display_copy(image: Image.Image, max_side: int = MAX_DISPLAY_SIDE) -> Image.Image:
-    """The photo shrunk to at most max_side pixels a side (unchanged when already small)."""
-    if max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def open_photo(path: str | None, file_name: str | None = None) -> tuple[Image.Image, Image.Image]:
-    """The photo (full size) and its display copy; ImageError/InputError with a one-line reason otherwise."""
+def open_photo(path: str | None, file_name: str | None = None) -> tuple[Image.Image, Image.Image, float]:
+    """The photo (full size), its display copy and the display scale; ImageError/InputError otherwise."""
     if not path:
         raise InputError("Upload a photo or pick an example first.")
     photo = load_image(path, name=file_name or Path(path).name)
-    return photo, display_copy(photo)
+    return (photo, *display_copy(photo))
 
 
 def scale_box(box: Box, sx: float, sy: float) -> Box:
     """The box with x multiplied by sx and y by sy (photo <-> display pixels)."""
     return replace(box, x0=box.x0 * sx, y0=box.y0 * sy, x1=box.x1 * sx, y1=box.y1 * sy)
-
-
-def to_annotator(boxes: Sequence[Box], photo: Photo) -> list[dict[str, Any]]:
-    """Boxes in the photo's pixels -> the annotator's dicts, in display pixels."""
-    out = []
-    for b in boxes:
-        d = scale_box(b, 1 / photo.scale_x, 1 / photo.scale_y)
-        out.append({
-            "xmin": round(d.x0), "ymin": round(d.y0), "xmax": round(d.x1), "ymax": round(d.y1),
-            "label": b.label, "color": class_colour(b.class_index),
-        })
-    return out
-
-
-def _class_of(label: str) -> int:
-    try:
-        return resolve_class(label)
-    except UnknownClassError:
-        return -1
-
-
-def from_annotator(dicts: Sequence[dict[str, Any]], photo: Photo) -> list[Box]:
-    """The annotator's dicts (display pixels) -> boxes in the photo's pixels.
-
-    A box the user left as it was keeps its exact coordinates and score; a moved, resized, relabelled
-    or new box gets score 1 and method "manual". Edges are ordered and clipped to the photo."""
-    shown = to_annotator(photo.boxes, photo)
-    out = []
-    for d in dicts:
-        label = str(d.get("label") or "").strip() or "object"
-        x0, x1 = sorted((float(d["xmin"]), float(d["xmax"])))
-        y0, y1 = sorted((float(d["ymin"]), float(d["ymax"])))
-        same = [
-            b for b, s in zip(photo.boxes, shown)
-            if s["label"] == label and max(abs(s[k] - v) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (x0, y0, x1, y1))) <= 1
-        ]
-        if same:
-            out.append(same[0])
-            continue
-        idx = next((b.class_index for b in photo.boxes if b.label == label), None)
-        box = Box(x0, y0, x1, y1, label, _class_of(label) if idx is None else idx, 1.0, "manual")
-        box = scale_box(box, photo.scale_x, photo.scale_y)
-        box = replace(box, x0=max(0.0, box.x0), y0=max(0.0, box.y0),
-                      x1=min(float(photo.width), box.x1), y1=min(float(photo.height), box.y1))
-        if box.x1 > box.x0 and box.y1 > box.y0:
-            out.append(box)
-    return out
 
 
 def box_table(boxes: Sequence[Box]) -> list[list[Any]]:
@@ -221,7 +159,7 @@ def explanation_image(display: Image.Image, result: Localization) -> Image.Image
         return explain_figure(display, result)
     panels = []
     for e in result.explanations:
-        small = display_copy(display, 640)
+        small = display_copy(display, 640)[0]
         sx, sy = small.width / result.width, small.height / result.height
         mine = [scale_box(b, sx, sy) for b in result.boxes if b.class_index == e.class_index]
         panel = draw_boxes(heatmap_overlay(small, e.heatmap), mine)
@@ -234,7 +172,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
                  named: Sequence[str | int] | None, params: dict[str, Any], file_name: str | None = None
                  ) -> LocalizeView:
     """Localize the photo at `path` as the Localize tab asks; USER_ERRORS carry a message for the user."""
-    photo, display = open_photo(path, file_name)
+    photo, display, scale = open_photo(path, file_name)
     if class_mode == "named" and not named:
         raise InputError("Pick at least one class from the list, or choose Top-1 / Top-N.")
     model = load_model(model_name)
@@ -250,8 +188,8 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
             raise
         raise InputError(str(exc)) from None
     name = file_name or Path(path).name
-    info = Photo(path, name, photo.width, photo.height, display.width, display.height, list(result.boxes))
-    shown = replace(result, boxes=[scale_box(b, 1 / info.scale_x, 1 / info.scale_y) for b in result.boxes],
+    info = Photo(path, name, photo.width, photo.height, scale, list(result.boxes))
+    shown = replace(result, boxes=[scale_box(b, 1 / scale, 1 / scale) for b in result.boxes],
                     width=display.width, height=display.height)
     found = sorted({b.label for b in result.boxes})
     summary = (
@@ -268,7 +206,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
         why=explanation_image(display, shown),
         top5={n: p for _, n, p in result.top5},
         summary=summary,
-        annotator={"image": display, "boxes": to_annotator(result.boxes, info)},
+        annotator={"image": display, "boxes": info.to_annotator(result.boxes)},
         labels=labels,
         label_colors=["#{:02x}{:02x}{:02x}".format(*class_colour(index_of[n])) for n in labels],
         photo=info,

@@ -72,7 +72,7 @@ def test_localize_with_fol_then_export(url):
     out = localize(client, EXAMPLES / "chelsea.png", method="fol")
     assert out["top5"]["label"] == "Egyptian cat"
     assert "with FOL" in out["summary"] and "Photo: 451 x 300 pixels" in out["summary"]
-    assert Image.open(out["boxed"]).size == (451, 300)
+    assert Image.open(out["boxed"]).size == (640, 426)  # the display copy: small photos are enlarged
     assert Image.open(out["why"]).width > 4 * Image.open(out["why"]).height  # the Figure 3 row
     rows = out["table"]["data"]
     assert rows and rows[0][0] == "Egyptian cat"

@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
+from fol_core import annotator
 from fol_core.bootstrap import export as exp
 from fol_core.bootstrap import hierarchy, paths, review
 from fol_core.bootstrap.labelmap import LabelMap, LabelMapError, load_label_map
@@ -284,20 +285,20 @@ def test_review_queue_sorts_least_sure_first_and_saves_decisions(prelabeled):
 
 def test_annotator_boxes_scale_back_to_a_large_photos_pixels(examples_dir):
     photo = Image.open(examples_dir / "coffee.png").convert("RGB").resize((4000, 3000))
-    shown, scale = review.display_copy(photo)
-    assert max(shown.size) == review.DISPLAY_MAX and scale == pytest.approx(2.5)
+    shown, scale = annotator.display_copy(photo)
+    assert max(shown.size) == annotator.DISPLAY_MAX and scale == pytest.approx(2.5)
     truth = [Box(1000.0, 500.0, 3000.0, 2500.0, "cup", 968, 0.9, "fol")]
-    dicts = review.to_annotator(truth, scale)
+    dicts = annotator.to_annotator(truth, scale)
     assert dicts[0]["xmin"] == 400 and dicts[0]["ymax"] == 1000
     moved = [{**dicts[0], "xmin": 420, "xmax": 1700}]  # nudged, and dragged past the right edge
-    back = review.from_annotator(moved, scale, 4000, 3000, truth)
+    back = annotator.from_annotator(moved, scale, 4000, 3000, truth)
     assert (back[0].x0, back[0].y0, back[0].x1, back[0].y1) == (1050.0, 500.0, 4000.0, 2500.0)
-    assert review.from_annotator(dicts, scale, 4000, 3000, truth) == truth  # untouched: exact
-    small, scale = review.display_copy(Image.open(examples_dir / "chelsea.png"))  # small photos are enlarged
+    assert annotator.from_annotator(dicts, scale, 4000, 3000, truth) == truth  # untouched: exact
+    small, scale = annotator.display_copy(Image.open(examples_dir / "chelsea.png"))  # small photos are enlarged
     assert small.size == (640, 426) and scale == pytest.approx(451 / 640)
-    drawn = review.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)
+    drawn = annotator.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)
     assert (drawn[0].x0, drawn[0].x1, drawn[0].y1) == pytest.approx((45.1, 451.0, 300.0), abs=0.3)
-    assert review.display_copy(photo.resize((1000, 800)))[1] == 1.0
+    assert annotator.display_copy(photo.resize((1000, 800)))[1] == 1.0
 
 
 def test_exports_read_back_in_every_reader(prelabeled, tmp_path):

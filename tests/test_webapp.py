@@ -12,14 +12,13 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
-from fol_core import webapp
+from fol_core import annotator, webapp
 from fol_core.images import ImageError
 from fol_core.result import Box
 
 
 def _photo(width: int = 4000, height: int = 3000, boxes: list[Box] | None = None) -> webapp.Photo:
-    scale = min(1.0, webapp.MAX_DISPLAY_SIDE / max(width, height))
-    return webapp.Photo("unused.jpg", "big photo.jpg", width, height, round(width * scale), round(height * scale),
+    return webapp.Photo("unused.jpg", "big photo.jpg", width, height, annotator.display_scale(width, height),
                         boxes or [])
 
 
@@ -30,26 +29,26 @@ def test_importable_without_gradio():
     assert done.returncode == 0, done.stderr
 
 
-def test_display_copy_keeps_small_photos_and_shrinks_large_ones():
-    small = Image.new("RGB", (451, 300))
-    assert webapp.display_copy(small) is small
-    shown = webapp.display_copy(Image.new("RGB", (4000, 3000)))
-    assert shown.size == (1600, 1200)
-    assert webapp.display_copy(Image.new("RGB", (3000, 4000))).size == (1200, 1600)
+def test_display_copy_keeps_mid_photos_shrinks_large_ones_and_enlarges_small_ones():
+    mid = Image.new("RGB", (1000, 800))
+    assert annotator.display_copy(mid) == (mid, 1.0)
+    assert annotator.display_copy(Image.new("RGB", (4000, 3000)))[0].size == (1600, 1200)
+    assert annotator.display_copy(Image.new("RGB", (3000, 4000)))[0].size == (1200, 1600)
+    assert annotator.display_copy(Image.new("RGB", (451, 300)))[0].size == (640, 426)
 
 
 def test_annotator_round_trip_on_a_large_photo_is_in_the_photos_pixels():
     cat = Box(317.3, 10.6, 3641.9, 2990.2, "Egyptian cat", 285, 0.79, "gradcam")
     photo = _photo(boxes=[cat])
-    shown = webapp.to_annotator([cat], photo)
+    shown = photo.to_annotator([cat])
     assert shown[0]["xmin"] == round(317.3 / 2.5) and shown[0]["ymax"] == round(2990.2 / 2.5)
     assert shown[0]["label"] == "Egyptian cat"
     # unchanged: the exact box back, score and all
-    assert webapp.from_annotator(shown, photo) == [cat]
+    assert photo.from_annotator(shown) == [cat]
     moved = dict(shown[0], xmin=shown[0]["xmin"] + 40)
     new = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 900, "label": "espresso"}
     backwards = {"xmin": 1700, "ymin": 1300, "xmax": 1500, "ymax": -20, "label": ""}
-    got = webapp.from_annotator([moved, new, backwards], photo)
+    got = photo.from_annotator([moved, new, backwards])
     assert [(b.x0, b.y0, b.x1, b.y1) for b in got] == [
         (shown[0]["xmin"] * 2.5 + 100, shown[0]["ymin"] * 2.5, shown[0]["xmax"] * 2.5, shown[0]["ymax"] * 2.5),
         (1000.0, 750.0, 2000.0, 2250.0),
@@ -104,12 +103,12 @@ def test_run_localize_on_a_large_photo(model, examples_dir, tmp_path):
     Image.open(examples_dir / "chelsea.png").convert("RGB").resize((4000, 3000)).save(big, quality=90)
     params = webapp.method_params("gradcam", 5, 10, 80, "", webapp.THRESHOLD_DEFAULT, False)
     view = webapp.run_localize(str(big), model.name, "gradcam", "top1", 1, None, params)
-    assert view.photo.width == 4000 and view.photo.display_width == 1600
+    assert view.photo.width == 4000 and view.photo.scale == 2.5
     assert view.boxed.size == view.annotator["image"].size == (1600, 1200)
     assert "Photo: 4000 x 3000 pixels" in view.summary
     assert view.result.boxes and max(b.x1 for b in view.result.boxes) > 1600  # photo pixels, not display's
     assert next(iter(view.top5)) in view.labels and len(view.labels) == len(view.label_colors)
-    assert webapp.from_annotator(view.annotator["boxes"], view.photo) == view.result.boxes
+    assert view.photo.from_annotator(view.annotator["boxes"]) == view.result.boxes
 
 
 def test_run_localize_named_classes_and_bad_requests(model, examples_dir):

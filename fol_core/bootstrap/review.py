@@ -2,10 +2,8 @@
 
 A review session is a small JSON-able dict (kept per browser tab in gr.State): the project folder,
 the order of the queue and the position in it. Projects are opened once per process and shared.
-The annotator is given a display copy of at most DISPLAY_MAX pixels a side (gradio_image_annotation
-misplaces boxes on large images; small photos are enlarged to DISPLAY_MIN) and its boxes are scaled
-back to the photo's own pixels here;
-a box the reviewer left untouched keeps its exact proposed coordinates.
+The annotator works on a display copy of the photo (fol_core.annotator); a box the reviewer left
+untouched keeps its exact proposed coordinates.
 """
 
 from __future__ import annotations
@@ -13,25 +11,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from PIL import Image
-
-from ..draw import class_colour
-from ..imagenet import UnknownClassError, resolve_class
+from ..annotator import display_copy, display_scale, from_annotator, to_annotator
 from ..images import ImageError
 from ..models import ModelUnavailableError
-from ..result import Box
 from .export import ExportError
 from .labelmap import LabelMapError
 from .paths import UnsafePathError, relative_parts
 from .project import MARKER, ImageRecord, Project, ProjectError, open_project
 from .sources import SourceError
 
-DISPLAY_MAX = 1600
-"""The longest side of the copy shown in the annotator."""
-DISPLAY_MIN = 640
-"""Smaller photos are shown enlarged to this longest side, so their boxes are easy to grab."""
 ORDERS = ("confidence", "name")
 """Queue orders: least sure first, or by file name."""
 STATUSES = ("pending", "all", "accepted", "rejected")
@@ -83,78 +72,6 @@ def list_projects(root: str | Path) -> list[str]:
 
 
 # --- display scaling ----------------------------------------------------------------------------
-
-def display_scale(width: int | None, height: int | None, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> float:
-    """Photo pixels per display pixel for a photo of this size: > 1 shrunk, < 1 enlarged, 1 as it is."""
-    longest = max(width or 0, height or 0)
-    if longest > max_side:
-        return longest / max_side
-    if 0 < longest < min_side:
-        return longest / min_side
-    return 1.0
-
-
-def display_copy(photo: Image.Image, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> tuple[Image.Image, float]:
-    """(the copy the annotator shows, photo pixels per display pixel)."""
-    scale = display_scale(photo.width, photo.height, max_side, min_side)
-    if scale == 1.0:
-        return photo, 1.0
-    size = (max(1, round(photo.width / scale)), max(1, round(photo.height / scale)))
-    resample = Image.Resampling.LANCZOS if scale > 1 else Image.Resampling.BICUBIC
-    return photo.resize(size, resample), scale
-
-
-def _label_colour(label: str, class_index: int) -> tuple[int, int, int]:
-    return class_colour(class_index if class_index >= 0 else sum(map(ord, label)) % 1000)
-
-
-def to_annotator(boxes: list[Box], scale: float) -> list[dict[str, Any]]:
-    """Boxes in photo pixels -> the annotator's dicts in display pixels (rounded, as it returns them)."""
-    return [
-        {
-            "xmin": round(b.x0 / scale), "ymin": round(b.y0 / scale), "xmax": round(b.x1 / scale),
-            "ymax": round(b.y1 / scale), "label": b.label, "color": "rgb({}, {}, {})".format(*_label_colour(b.label, b.class_index)),
-        }
-        for b in boxes
-    ]
-
-
-def from_annotator(
-    dicts: list[dict[str, Any]], scale: float, width: int, height: int, proposed: list[Box] | None = None,
-    default_label: str = "object",
-) -> list[Box]:
-    """The annotator's boxes (display pixels) -> boxes in the photo's pixels, clipped to it.
-
-    A box equal to a proposed one as shown (same label, same rounded corners) is that proposal,
-    exact; any other box is the reviewer's (method "review", score 1). A box drawn without a
-    label gets `default_label`.
-    """
-    shown = {}
-    for b, d in zip(proposed or [], to_annotator(proposed or [], scale)):
-        shown.setdefault((d["label"], d["xmin"], d["ymin"], d["xmax"], d["ymax"]), b)
-    out = []
-    for d in dicts:
-        label = str(d.get("label") or "").strip() or default_label
-        x0, x1 = sorted((float(d["xmin"]), float(d["xmax"])))
-        y0, y1 = sorted((float(d["ymin"]), float(d["ymax"])))
-        same = shown.get((label, round(x0), round(y0), round(x1), round(y1)))
-        if same is not None:
-            out.append(same)
-            continue
-        x0, x1 = max(0.0, x0 * scale), min(float(width), x1 * scale)
-        y0, y1 = max(0.0, y0 * scale), min(float(height), y1 * scale)
-        if x1 - x0 < 1 or y1 - y0 < 1:
-            continue
-        out.append(Box(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2), label, _class_of(label), 1.0, "review"))
-    return out
-
-
-def _class_of(label: str) -> int:
-    try:
-        return resolve_class(label)
-    except UnknownClassError:
-        return -1
-
 
 # --- the session --------------------------------------------------------------------------------
 
@@ -248,7 +165,7 @@ def decide(state: dict, action: str, annotated: dict | None = None, advance: boo
         dicts = (annotated or {}).get("boxes") or []
         shown = rec.current_boxes()
         default = shown[0].label if shown else rec.image_label or "object"
-        boxes = from_annotator(dicts, scale, rec.width or 0, rec.height or 0, shown, default)
+        boxes = from_annotator(dicts, scale, rec.width or 0, rec.height or 0, shown, default, "review")
     project.decide(rec.id, action, boxes)
     return move(state, 1) if advance else state
 
