@@ -5,25 +5,18 @@ Skips where Debian's chromium is absent, unless FOL_REQUIRE_BROWSER=1 (CI), wher
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import zipfile
-from pathlib import Path
 
 import pytest
-
-CHROMIUM = "/usr/bin/chromium"
-
-if not Path(CHROMIUM).exists() and os.environ.get("FOL_REQUIRE_BROWSER") != "1":
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from playwright.sync_api import expect, sync_playwright
+from browser_support import chromium_page, free_port, require_chromium
+from playwright.sync_api import expect
 from pycocotools.coco import COCO
 
 from fol_core.bootstrap.project import open_project
+
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +30,7 @@ def server(tmp_path_factory, examples_dir):
     for name in ("chelsea.png", "coffee.png", "rocket.jpg"):
         shutil.copy(examples_dir / name, photos / name)
     saved, app.PROJECTS = app.PROJECTS, root / "exports"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     demo = app.serve("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/", photos, app.PROJECTS
     demo.close()
@@ -48,14 +39,8 @@ def server(tmp_path_factory, examples_dir):
 
 @pytest.fixture(scope="module")
 def page(server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1366, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(server[0])
+    with chromium_page(server[0]) as page:
         yield page
-        browser.close()
 
 
 def _at(page, n: int) -> None:

@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from browser_support import chromium_page, free_port, require_chromium
 from PIL import Image
-
-CHROMIUM = "/usr/bin/chromium"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-if not Path(CHROMIUM).exists() and os.environ.get("FOL_REQUIRE_BROWSER") != "1":
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from torchvision.datasets import VOCDetection
+
+require_chromium()
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +27,7 @@ def url(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:  # the sessions' export folders go into pytest's temp folder
         mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("exports")))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         demo = app.serve("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
         yield f"http://127.0.0.1:{port}/"
         demo.close()
@@ -42,14 +35,8 @@ def url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(url):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1366, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(url)
+    with chromium_page(url) as page:
         yield page
-        browser.close()
 
 
 def test_upload_localize_nudge_accept_download(page, tmp_path):
