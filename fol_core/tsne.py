@@ -1,0 +1,485 @@
+"""`tsne`: a map of an image collection from the classifier's own features, to see what is in it.
+
+Pooled penultimate features -> L2 normalisation -> PCA to about 50 dimensions -> 2-D t-SNE
+(scikit-learn, fixed seed). The map is a large PNG with every image's thumbnail at its place,
+framed in the colour of its predicted class (or of its user label), plus a CSV of the coordinates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from .bootstrap.labelmap import LabelMap, LabelMapError, load_label_map
+from .bootstrap.paths import IMAGE_SUFFIXES
+from .draw import class_colour
+from .imagenet import classes
+from .images import ImageError, load_image
+from .models import Classifier, ModelUnavailableError
+
+HELP = "a t-SNE map of a folder of images from the classifier's features: a PNG of thumbnails and a CSV"
+
+MIN_IMAGES = 3
+"""t-SNE needs several points: with fewer there is nothing to arrange."""
+PCA_DIMS = 50
+"""PCA first, as scikit-learn advises for t-SNE: it removes noise and makes the neighbour search fast."""
+SEED = 0
+"""Fixed random state of PCA and t-SNE. With t-SNE's PCA initialisation the layout hardly depends on it (only
+the randomized SVD inside uses it), but fixing it makes every run on the same images give the same map."""
+BATCH = 8
+"""Images per forward pass. Measured here: larger batches save little compute on the CPU but spend more in the
+kernel (their big activation buffers are page-faulted in afresh each time): batch 32 cost about 40 ms per image
+in system time, batch 8 about 10, batch 1 none, while user time per image was about the same."""
+THUMB = 64
+"""Thumbnail side in the map, pixels."""
+NO_LABEL = "(no label)"
+"""An image whose best user label scores below the label map's threshold."""
+NO_LABEL_COLOUR = (150, 150, 150)
+CSV_FIELDS = ("path", "x", "y", "class_index", "label", "probability")
+
+Opener = Callable[[str], Image.Image]
+"""Opens one image by its name (a path, or a key of a bootstrap project's source) as upright RGB."""
+
+
+class MapError(ValueError):
+    """A collection that cannot be mapped; the message is one line for the user."""
+
+
+@dataclass
+class DatasetMap:
+    """Every mapped image with its 2-D place, its top-1 ImageNet class and the label it is coloured by."""
+
+    paths: list[str]
+    xy: np.ndarray
+    """(N, 2) t-SNE coordinates."""
+    class_index: np.ndarray
+    """(N,) top-1 ImageNet class."""
+    labels: list[str]
+    """The predicted class's name, or the user label when a label map is given."""
+    probability: np.ndarray
+    """(N,) probability of `labels` (a user label's is the sum over its classes)."""
+    colours: list[tuple[int, int, int]]
+    thumbnails: list[Image.Image]
+    model: str
+    colour_by: str = "predicted class"
+    """What the frame colours mean: "predicted class" or "user label"."""
+    skipped: list[str] = field(default_factory=list)
+    """One line per file that could not be read."""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> list[dict]:
+        """The CSV's rows: path, x, y, class_index, label, probability."""
+        return [
+            {"path": p, "x": round(float(x), 4), "y": round(float(y), 4), "class_index": int(c), "label": lab,
+             "probability": round(float(pr), 4)}
+            for p, (x, y), c, lab, pr in zip(self.paths, self.xy, self.class_index, self.labels, self.probability)
+        ]
+
+    def legend(self, entries: int = 20) -> list[tuple[str, tuple[int, int, int], int]]:
+        """The most frequent labels with their colour and count, most frequent first."""
+        colour_of = dict(zip(self.labels, self.colours))
+        return [(lab, colour_of[lab], n) for lab, n in Counter(self.labels).most_common(entries)]
+
+
+# --- features, embedding, labels ---------------------------------------------------------------------
+
+
+def find_images(root: str | Path, limit: int | None = None) -> list[Path]:
+    """Image files under `root` (recursive, sorted, so a run is repeatable); the first `limit` of them.
+
+    Only names with an image ending (bootstrap.paths.IMAGE_SUFFIXES) are read: a dataset's XML, CSV
+    or README files are not images, and are not reported as unreadable."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MapError(f"{root}: no such folder")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise MapError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    return paths[:limit] if limit else paths
+
+
+@dataclass
+class _Features:
+    paths: list[str]
+    features: np.ndarray
+    probs: np.ndarray
+    thumbnails: list[Image.Image]
+    skipped: list[str]
+
+
+def extract_features(paths: Sequence[str | Path], model: Classifier, batch_size: int = BATCH, thumb: int = THUMB,
+                     progress: bool = True, opener: Opener | None = None) -> _Features:
+    """Pooled penultimate features and class probabilities, batch by batch; unreadable files are skipped.
+
+    `opener` reads one image (default: load_image on a path)."""
+    open_image = opener or load_image
+    feats: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    kept: list[str] = []
+    thumbs: list[Image.Image] = []
+    skipped: list[str] = []
+    with tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            batch: list[torch.Tensor] = []
+            for path in paths[start:start + batch_size]:
+                try:
+                    image = open_image(path)
+                except (ImageError, OSError, ValueError) as exc:  # a source's errors are ValueErrors too
+                    why = f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    skipped.append(why)
+                    bar.write(f"skipped {why}", file=sys.stderr)
+                    continue
+                batch.append(model.to_pixels(image))
+                kept.append(str(path))
+                image.thumbnail((thumb, thumb), Image.Resampling.BILINEAR)
+                thumbs.append(image)
+            if batch:
+                pooled, logits = model.features(torch.cat(batch))
+                feats.append(pooled.float().numpy())
+                probs.append(logits.float().softmax(-1).numpy())
+            bar.update(min(batch_size, len(paths) - start))
+    empty = np.zeros((0, 0), np.float32)
+    return _Features(kept, np.concatenate(feats) if feats else empty, np.concatenate(probs) if probs else empty,
+                     thumbs, skipped)
+
+
+def embed(features: np.ndarray, max_iter: int = 1000) -> np.ndarray:
+    """(N, D) features -> (N, 2) t-SNE coordinates; the same features always give the same coordinates.
+
+    Features are L2-normalised first, so distances compare what the network sees rather than how
+    strongly it fires. Perplexity is 30 (scikit-learn's default) but at most (N - 1) / 3, so small
+    collections still have a valid neighbourhood size. `max_iter` >= 250 (scikit-learn's minimum)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    n = len(features)
+    if n < MIN_IMAGES:
+        raise MapError(f"t-SNE needs at least {MIN_IMAGES} readable images; there are {n}")
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = PCA(min(PCA_DIMS, n, x.shape[1]), random_state=SEED).fit_transform(x)
+    perplexity = min(30.0, max(1.0, (n - 1) / 3))
+    tsne = TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=max_iter, random_state=SEED)
+    return tsne.fit_transform(x).astype(np.float32)
+
+
+def assign_labels(probs: np.ndarray, label_map: LabelMap | None = None
+                  ) -> tuple[list[str], np.ndarray, list[tuple[int, int, int]]]:
+    """Per image: the label it is shown with, that label's probability, and its frame colour.
+
+    Without a map: the top-1 ImageNet class in its class colour. With one: the best-scoring user
+    label (colour by the label's place in the map), or NO_LABEL when even the best is below the
+    map's threshold, so that a weak guess is not dressed up as a label."""
+    top = probs.argmax(1)
+    if label_map is None:
+        names = [classes()[int(c)].name for c in top]
+        return names, probs[np.arange(len(top)), top], [class_colour(int(c)) for c in top]
+    member = np.zeros((probs.shape[1], len(label_map.labels)), dtype=probs.dtype)
+    for j, idx in enumerate(label_map.labels.values()):
+        member[list(idx), j] = 1.0
+    scores = probs @ member  # a label's score: the sum of its classes' probabilities
+    best = scores.argmax(1)
+    best_score = scores[np.arange(len(best)), best]
+    names, labels, colours = label_map.names, [], []
+    for j, s in zip(best, best_score):
+        sure = s >= label_map.threshold
+        labels.append(names[j] if sure else NO_LABEL)
+        colours.append(class_colour(int(j)) if sure else NO_LABEL_COLOUR)
+    return labels, best_score, colours
+
+
+def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMap | None = None, max_iter: int = 1000,
+              batch_size: int = BATCH, thumb: int = THUMB, progress: bool = True, opener: Opener | None = None
+              ) -> DatasetMap:
+    """Features, t-SNE and labels for these images; raises MapError when too few of them can be read."""
+    t0 = time.perf_counter()
+    f = extract_features(paths, model, batch_size, thumb, progress, opener)
+    t1 = time.perf_counter()
+    if len(f.paths) < MIN_IMAGES:
+        why = f" ({len(f.skipped)} unreadable)" if f.skipped else ""
+        raise MapError(f"t-SNE needs at least {MIN_IMAGES} readable images; found {len(f.paths)}{why}")
+    xy = embed(f.features, max_iter)
+    t2 = time.perf_counter()
+    labels, prob, colours = assign_labels(f.probs, label_map)
+    return DatasetMap(f.paths, xy, f.probs.argmax(1), labels, prob, colours, f.thumbnails, model.name,
+                      "user label" if label_map is not None else "predicted class", f.skipped,
+                      {"features": t1 - t0, "tsne": t2 - t1})
+
+
+# --- picture ---------------------------------------------------------------------------------------
+
+
+def auto_size(n: int, thumb: int = THUMB) -> int:
+    """A map side that leaves room between thumbnails: 1.6 thumbnail widths times the square root of n."""
+    return int(np.clip(math.sqrt(n) * thumb * 1.6, 800, 8000))
+
+
+def layout(xy: np.ndarray, size: int, thumb: int = THUMB) -> np.ndarray:
+    """(N, 2) integer top-left corners of the thumbnails' cells in a size x size plot area.
+
+    A margin of thumb // 8 keeps the outermost frames inside the plot."""
+    lo, hi = xy.min(0), xy.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    unit = (xy - lo) / span
+    unit[:, 1] = 1.0 - unit[:, 1]  # t-SNE's y grows upwards, the picture's downwards
+    margin = thumb // 8
+    return np.round(margin + unit * (size - thumb - 2 * margin)).astype(int)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text
+
+
+def render_map(dmap: DatasetMap, size: int | None = None, thumb: int = THUMB, entries: int = 20) -> Image.Image:
+    """The map: a size x size plot of framed thumbnails and a legend column size // 4 wide on its right."""
+    size = size or auto_size(len(dmap), thumb)
+    legend_w = size // 4
+    canvas = Image.new("RGB", (size + legend_w, size), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    frame = max(2, thumb // 16)
+    for (x, y), tn, colour in zip(layout(dmap.xy, size, thumb), dmap.thumbnails, dmap.colours):
+        if max(tn.size) > thumb:
+            tn = tn.copy()
+            tn.thumbnail((thumb, thumb))
+        left, top = x + (thumb - tn.width) // 2, y + (thumb - tn.height) // 2
+        canvas.paste(tn, (left, top))
+        draw.rectangle([left - frame // 2, top - frame // 2, left + tn.width - 1 + frame // 2,
+                        top + tn.height - 1 + frame // 2], outline=colour, width=frame)
+    _draw_legend(draw, dmap, size, legend_w, entries)
+    return canvas
+
+
+def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: int, entries: int) -> None:
+    """The legend column right of the size x size plot."""
+    x0, fs = size, max(10, size // 90)
+    font, small = _font(fs), _font(max(9, fs * 3 // 4))
+    pad = fs // 2
+    draw.rectangle([x0, 0, x0 + width - 1, size - 1], fill=(246, 246, 246))
+    y = pad
+    for text, f in ((f"{len(dmap)} images", font), (f"model: {dmap.model}", small),
+                    (f"frame = {dmap.colour_by}", small)):
+        draw.text((x0 + pad, y), _fit(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
+        y += int(f.size * 1.4)
+    y += pad
+    shown = dmap.legend(entries)
+    for label, colour, n in shown:
+        draw.rectangle([x0 + pad, y, x0 + pad + fs, y + fs], fill=colour)
+        text = _fit(draw, f"{label} ({n})", font, width - 3 * pad - fs)
+        draw.text((x0 + 2 * pad + fs, y), text, fill=(0, 0, 0), font=font)
+        y += int(fs * 1.5)
+    rest = len(dmap) - sum(n for _, _, n in shown)
+    if rest:
+        others = len(set(dmap.labels)) - len(shown)
+        text = _fit(draw, f"+ {others} more labels ({rest} images)", small, width - 2 * pad)
+        draw.text((x0 + pad, y + pad), text, fill=(80, 80, 80), font=small)
+
+
+def image_at(dmap: DatasetMap, px: float, py: float, size: int, thumb: int = THUMB) -> int | None:
+    """The image under pixel (px, py) of a map rendered at `size`: the topmost thumbnail there, else the
+    nearest one within a thumbnail's width; None when the click is on empty space or the legend."""
+    corners = layout(dmap.xy, size, thumb)
+    inside = np.flatnonzero((corners[:, 0] <= px) & (px < corners[:, 0] + thumb)
+                            & (corners[:, 1] <= py) & (py < corners[:, 1] + thumb))
+    if len(inside):
+        return int(inside[-1])  # drawn last, so on top
+    dist = np.hypot(corners[:, 0] + thumb / 2 - px, corners[:, 1] + thumb / 2 - py)
+    best = int(dist.argmin())
+    return best if dist[best] <= thumb else None
+
+
+def write_csv(dmap: DatasetMap, path: str | Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(dmap.rows())
+
+
+# --- for the app's "Dataset map" tab ---------------------------------------------------------------
+
+
+def collect_uploads(files: Sequence[str | Path], workdir: str | Path) -> list[Path]:
+    """The images among uploaded files (a folder upload arrives as its files) and inside uploaded zips,
+    which are extracted into `workdir` with the bootstrap's zip-slip and zip-bomb guards."""
+    from .bootstrap.paths import UnsafePathError, extract_zip
+
+    out: list[Path] = []
+    for i, name in enumerate(files):
+        path = Path(name)
+        if path.suffix.lower() == ".zip":
+            try:
+                out += sorted(extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES)))
+            except UnsafePathError as exc:
+                raise MapError(str(exc)) from None
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(path)
+    if not out:
+        raise MapError(f"no image files among the uploads ({', '.join(sorted(IMAGE_SUFFIXES))}, or a zip of them)")
+    return out
+
+
+def project_images(folder: str | Path) -> tuple[list[str], Opener, LabelMap | None]:
+    """A bootstrap project's images by file name (as its review queue names them), how to open one by that
+    name, and the project's user label map (None when it labels with ImageNet's names)."""
+    from .bootstrap.review import get_project
+
+    project = get_project(folder)
+    keys = {r.file_name: r.key for r in project.images()}
+    source = project.source()
+    label_map = project.label_map
+    return list(keys), lambda name: source.open(keys[name]), label_map if label_map.spec else None
+
+
+def review_at(folder: str | Path, name: str, session: dict | None = None) -> dict:
+    """A review session (bootstrap.review) positioned at the image called `name`: the user's own session when it
+    is on this project and holds the image, else a new one over all the project's pre-labeled images.
+
+    Raises ProjectError when the image is not in the queue (not pre-labeled yet)."""
+    from .bootstrap import review
+
+    if session and Path(session["project"]).resolve() == Path(folder).resolve():
+        try:
+            return review.jump(session, name)
+        except review.ProjectError:
+            pass
+    order = session["order"] if session else "confidence"
+    try:
+        return review.jump(review.start(folder, order, "all"), name)
+    except review.ProjectError:
+        raise review.ProjectError(f"{name} is not in the review queue yet: pre-label it first") from None
+
+
+def thumbnail_uri(image: Image.Image, side: int = 48) -> str:
+    """A small JPEG as a data: URI, which the scatter's hover shows as a picture."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def scatter_table(dmap: DatasetMap, groups: int = 8):
+    """One row per image for an interactive scatter (a pandas DataFrame): x, y, `group` (the label, or "other"
+    beyond the `groups` most frequent, so the legend stays readable), and what hovering shows: `image`, a
+    thumbnail as a data: URI (Vega's tooltip draws a field called "image" as a picture), `name` and `label`."""
+    import pandas as pd
+
+    top = {lab for lab, _, _ in dmap.legend(groups)}
+    return pd.DataFrame({
+        "x": dmap.xy[:, 0].astype(float).round(2), "y": dmap.xy[:, 1].astype(float).round(2),
+        "group": [lab if lab in top else "other" for lab in dmap.labels],
+        "image": [thumbnail_uri(t) for t in dmap.thumbnails], "name": [Path(p).name for p in dmap.paths],
+        "label": dmap.labels, "probability": dmap.probability.astype(float).round(3),
+    })
+
+
+def scatter_colours(dmap: DatasetMap, groups: int = 8) -> dict[str, str]:
+    """The scatter's colour per group, the same as the frames in the picture."""
+    colours = {lab: hex_colour(c) for lab, c, _ in dmap.legend(groups)}
+    return {**colours, "other": hex_colour(NO_LABEL_COLOUR)}
+
+
+def in_x_range(dmap: DatasetMap, x0: float, x1: float, most: int = 60) -> list[int]:
+    """The images inside a band of the scatter's x axis (what a brush selects there), top to bottom."""
+    lo, hi = sorted((x0, x1))
+    inside = np.flatnonzero((dmap.xy[:, 0] >= lo) & (dmap.xy[:, 0] <= hi))
+    return [int(i) for i in inside[np.argsort(-dmap.xy[inside, 1])][:most]]
+
+
+def open_point(dmap: DatasetMap, index: int, project: str | Path | None = None) -> Image.Image:
+    """The full image behind a point: from its path, or from the bootstrap project the map was made of."""
+    if project is not None:
+        return project_images(project)[1](dmap.paths[index])
+    return load_image(dmap.paths[index])
+
+
+def describe_point(dmap: DatasetMap, index: int) -> str:
+    """One image's line (Markdown): its name, its label and probability, and the classifier's top-1 class."""
+    top1 = classes()[int(dmap.class_index[index])].name
+    why = "" if top1 == dmap.labels[index] else f" · top-1 ImageNet class: *{top1}*"
+    return f"**{Path(dmap.paths[index]).name}** · {dmap.labels[index]} ({dmap.probability[index]:.2f}){why}"
+
+
+# --- command ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_model_arguments
+
+    parser.add_argument("folder", help="folder of images (read recursively)")
+    parser.add_argument("--out", default="exports/tsne/map.png", help="the map PNG; the CSV goes beside it "
+                        "with the same name (default: %(default)s)")
+    parser.add_argument("--labels", default=None, help="user label map (YAML/JSON: {label: [ImageNet classes]})")
+    parser.add_argument("--limit", type=int, default=None, help="map only the first N images (sorted by path)")
+    add_model_arguments(parser)
+    parser.add_argument("--max-iter", type=int, default=1000, help="t-SNE iterations, at least 250 "
+                        "(default: %(default)s)")
+    parser.add_argument("--size", type=int, default=None, help="side of the plot in pixels (default: grows with "
+                        "the number of images)")
+    parser.add_argument("--thumb", type=int, default=THUMB, help="thumbnail side in pixels (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model and t-SNE (default: the "
+                        "libraries'; on a busy machine 1 can be several times faster)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from .models import load_model
+
+    if args.max_iter < 250:
+        print("error: --max-iter must be at least 250 (scikit-learn's minimum)", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        label_map = load_label_map(args.labels) if args.labels else None
+        paths = find_images(args.folder, args.limit)
+        model = load_model(args.model, args.weights)
+        with threadpool_limits(args.threads) if args.threads else nullcontext():  # t-SNE's OpenMP, PCA's BLAS
+            dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
+    except (MapError, LabelMapError, ModelUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    picture = render_map(dmap, args.size, args.thumb)
+    picture.save(out)
+    write_csv(dmap, out.with_suffix(".csv"))
+    dmap.seconds["render"] = time.perf_counter() - t0
+    times = ", ".join(f"{k} {v:.1f}s" for k, v in dmap.seconds.items())
+    print(f"mapped {len(dmap)} images ({times}): {out} ({picture.width} x {picture.height}), "
+          f"{out.with_suffix('.csv')}")
+    if dmap.skipped:
+        print(f"{len(dmap.skipped)} of {len(paths)} files could not be read and were left out", file=sys.stderr)
+    return 1 if dmap.skipped else 0

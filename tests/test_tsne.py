@@ -1,0 +1,207 @@
+"""The dataset map: real photos through the real default model, t-SNE, the PNG and the CSV read back.
+
+Kept fast with a small map (--size 300, --thumb 24) and 500 t-SNE iterations instead of 1000: the
+first 250 are scikit-learn's early-exaggeration phase, which alone leaves the points unsorted.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from fol_core.bootstrap.labelmap import load_label_map
+from fol_core.cli import main
+from fol_core.tsne import (
+    NO_LABEL,
+    assign_labels,
+    auto_size,
+    build_map,
+    embed,
+    extract_features,
+    find_images,
+    image_at,
+    layout,
+    render_map,
+)
+
+DEV_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-val-dev" / "JPEGImages"
+FAST = ["--size", "300", "--thumb", "24", "--max-iter", "500"]
+
+
+def _variants(examples_dir: Path, out: Path, n: int) -> Path:
+    """n real photos made from examples/ by crops and flips, in one subfolder per source photo."""
+    made = 0
+    sources = sorted(p for p in examples_dir.iterdir() if p.suffix in (".png", ".jpg"))
+    while made < n:
+        for src in sources:
+            photo = Image.open(src).convert("RGB")
+            w, h = photo.size
+            k = made // len(sources)
+            f = 0.6 + 0.05 * (k % 8)  # crop fraction
+            x0, y0 = int((w - w * f) * (k % 3) / 2), int((h - h * f) * (k % 2))
+            variant = photo.crop((x0, y0, x0 + int(w * f), y0 + int(h * f)))
+            if k % 2:
+                variant = ImageOps.mirror(variant)
+            (out / src.stem).mkdir(parents=True, exist_ok=True)
+            variant.save(out / src.stem / f"{k:02d}.jpg", quality=90)
+            made += 1
+            if made == n:
+                break
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos30(examples_dir, tmp_path_factory) -> Path:
+    return _variants(examples_dir, tmp_path_factory.mktemp("photos30"), 30)
+
+
+@pytest.fixture(scope="module")
+def map30(model, photos30):
+    return build_map(find_images(photos30), model, max_iter=500, progress=False)
+
+
+def _messages(err: str) -> list[str]:
+    """stderr without the progress bar's lines."""
+    return [line for line in err.splitlines() if line.strip() and not line.startswith("features:")]
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_thirty_photos_give_the_png_and_a_csv_of_thirty_rows(model, examples_dir, tmp_path, capsys):
+    if DEV_PHOTOS.is_dir():
+        folder, limit = DEV_PHOTOS, ["--limit", "30"]
+    else:
+        folder, limit = _variants(examples_dir, tmp_path / "photos", 30), []
+    out = tmp_path / "map" / "dev.png"
+    assert main(["tsne", str(folder), "--out", str(out), *limit, *FAST]) == 0
+    assert "mapped 30 images" in capsys.readouterr().out
+    with Image.open(out) as png:
+        assert png.size == (300 + 300 // 4, 300)
+        colours = np.unique(np.asarray(png.convert("RGB")).reshape(-1, 3), axis=0)
+        assert len(colours) > 1000  # photos were pasted, not a blank canvas
+    rows = _rows(out.with_suffix(".csv"))
+    assert len(rows) == 30
+    assert list(rows[0]) == ["path", "x", "y", "class_index", "label", "probability"]
+    assert len({r["path"] for r in rows}) == 30
+    assert all(Path(r["path"]).is_file() for r in rows)
+    assert all(0 <= int(r["class_index"]) < 1000 and 0 < float(r["probability"]) <= 1 for r in rows)
+    assert len({(r["x"], r["y"]) for r in rows}) == 30
+
+
+def test_same_photos_same_coordinates(model, map30):
+    """The seed is fixed: a second run (features and t-SNE) on the same photos puts every one at the same place."""
+    assert map30.xy.shape == (30, 2) and np.isfinite(map30.xy).all()
+    again = embed(extract_features(map30.paths, model, progress=False).features, max_iter=500)
+    assert np.array_equal(again, map30.xy)
+    assert len(np.unique(map30.xy.round(3), axis=0)) == 30
+
+
+def test_photos_of_one_kind_sit_together(map30):
+    """Crops of the same photo are near-duplicates: each one's nearest neighbour on the map is a sibling."""
+    source = np.array([Path(p).parent.name for p in map30.paths])
+    dist = np.linalg.norm(map30.xy[:, None] - map30.xy[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    same = source[dist.argmin(1)] == source
+    assert same.mean() >= 0.9, list(zip(source, source[dist.argmin(1)]))
+
+
+def test_user_labels_colour_the_map(model, examples_dir, tmp_path):
+    labels = load_label_map({"cat": ["feline"], "hot drink": ["espresso", "cup", "coffee mug"]})
+    probs = np.stack([model.predict(Image.open(examples_dir / n)).numpy() for n in ("chelsea.png", "coffee.png")])
+    names, prob, colours = assign_labels(probs, labels)
+    assert names == ["cat", "hot drink"]
+    assert prob[0] > 0.9 and prob[1] > 0.9  # the sum over the label's classes, more than top-1 alone
+    assert colours[0] != colours[1]
+    rocket = model.predict(Image.open(examples_dir / "rocket.jpg")).numpy()[None]
+    assert assign_labels(rocket, labels)[0] == [NO_LABEL]
+
+
+def test_clicking_a_thumbnail_finds_its_image(map30):
+    dmap, size, thumb = map30, 400, 32
+    picture = render_map(dmap, size, thumb)
+    assert picture.size == (500, 400)
+    corners = layout(dmap.xy, size, thumb)
+    last = len(dmap) - 1  # drawn last, so fully visible
+    assert image_at(dmap, corners[last, 0] + thumb / 2, corners[last, 1] + thumb / 2, size, thumb) == last
+    assert image_at(dmap, size + 50, 200, size, thumb) is None  # the legend
+
+
+def test_one_image_is_not_enough(examples_dir, tmp_path, capsys):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "cat.png").write_bytes((examples_dir / "chelsea.png").read_bytes())
+    assert main(["tsne", str(tmp_path / "one"), "--out", str(tmp_path / "map.png"), *FAST]) == 2
+    assert _messages(capsys.readouterr().err) == ["error: t-SNE needs at least 3 readable images; found 1"]
+    assert not (tmp_path / "map.png").exists()
+
+
+def test_unreadable_files_are_reported_and_skipped(examples_dir, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in sorted(examples_dir.iterdir()):
+        if p.suffix in (".png", ".jpg"):
+            (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_text("not a photo")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("ignored: not an image file name")
+    out = tmp_path / "map.png"
+    assert main(["tsne", str(folder), "--out", str(out), *FAST]) == 1
+    err = _messages(capsys.readouterr().err)
+    assert len(err) == 3
+    assert any("broken.jpg: not an image file Pillow can read" in line for line in err)
+    assert any("empty.png: the file is empty" in line for line in err)
+    assert not any("notes.txt" in line for line in err)
+    assert "2 of 6 files could not be read" in err[-1]
+    assert len(_rows(out.with_suffix(".csv"))) == 4
+
+
+def test_too_few_readable_files_and_empty_folders_say_so(examples_dir, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "cat.png").write_bytes((examples_dir / "chelsea.png").read_bytes())
+    (folder / "broken.jpg").write_text("not a photo")
+    assert main(["tsne", str(folder), "--out", str(tmp_path / "m.png"), *FAST]) == 2
+    assert "found 1 (1 unreadable)" in capsys.readouterr().err
+    (tmp_path / "none").mkdir()
+    assert main(["tsne", str(tmp_path / "none"), "--out", str(tmp_path / "m.png"), *FAST]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert main(["tsne", str(tmp_path / "missing"), "--out", str(tmp_path / "m.png"), *FAST]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_app_tab_opens_a_clicked_image_in_the_review_queue(model, examples_dir, tmp_path, monkeypatch):
+    """The Dataset map tab's handlers on a real bootstrap project: 4 of 6 images pre-labeled."""
+    import app
+    from fol_core import webapp
+    from fol_core.bootstrap.prelabel import prelabel_folder
+
+    photos = _variants(examples_dir, tmp_path / "photos", 6)
+    prelabel_folder(str(photos), tmp_path / "projects" / "demo", method="cam", limit=4, model=model)
+    monkeypatch.setattr(app, "PROJECTS", tmp_path / "projects")
+    out = app._make_map("Bootstrap project", None, "demo", model.name, 1000, None, progress=lambda *a, **k: None)
+    picture, _, summary, state, *_, workdir, _, _, to_review = out
+    try:
+        assert Image.open(picture).size[1] == auto_size(6) and "6 images" in summary
+        assert to_review == {"visible": True, "__type__": "update"}
+        dmap = state["map"]
+        assert sorted(dmap.paths) == sorted(r.file_name for r in app.review.get_project(state["project"]).images())
+        opened, waiting = 0, 0
+        for i, name in enumerate(dmap.paths):
+            photo, about, session, *_ = app._show_point(state, i, None, True)
+            assert isinstance(photo, Image.Image) and name in about
+            if "opened in the **Review** tab" in about:
+                opened += 1
+                project = app.review.get_project(session["project"])
+                assert project.image(session["ids"][session["pos"]]).file_name == name
+            else:
+                waiting += 1
+                assert "not in the review queue yet" in about
+        assert (opened, waiting) == (4, 2)
+    finally:
+        webapp.remove_export_dir(workdir)
