@@ -418,3 +418,13 @@ def test_a_saved_dataset_is_pre_labeled_and_exported_from_its_bytes(tmp_path, ex
     path = exp.export(project, "voc", include_proposals=True)
     assert sorted(p.name for p in (path / "JPEGImages").iterdir()) == ["train__chelsea.png", "train__coffee.png"]
     assert (path / "JPEGImages" / "train__coffee.png").read_bytes() == (examples_dir / "coffee.png").read_bytes()
+
+
+def test_folder_source_reads_links_inside_and_refuses_keys_that_climb_out(tmp_path, examples_dir):
+    (tmp_path / "cat.png").symlink_to(examples_dir / "chelsea.png")
+    source = FolderSource(tmp_path)
+    assert [item.key for item in source.items()] == ["cat.png"]
+    assert source.read_bytes("cat.png") == (examples_dir / "chelsea.png").read_bytes()
+    for key in ("../secret.png", "/etc/passwd"):
+        with pytest.raises(paths.UnsafePathError):
+            source.read_bytes(key)
