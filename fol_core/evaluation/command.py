@@ -1,0 +1,128 @@
+"""`eval`: score fol, Grad-CAM and CAM against a Pascal VOC folder's boxes, beside two constant boxes."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cli import add_model_arguments
+from ..methods import METHODS
+from ..models import ModelUnavailableError, load_model
+from .dataset import SPLITS, DatasetError, image_ids, load_dataset, load_label_map, split_ids
+
+HELP = "score the methods' boxes against a Pascal VOC folder's boxes (GT-known/Top-1 Loc, IoU, MaxBoxAccV2)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="Pascal VOC folder: Annotations/*.xml, JPEGImages/, optional ImageSets/Main")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: %(default)s)")
+    add_model_arguments(parser)
+    parser.add_argument("--split", default=None, choices=SPLITS,
+                        help="images to score: the image list's even 0-based positions (calib), odd ones (test) "
+                             "or all (default: test with --calibrate, else all)")
+    parser.add_argument("--calibrate", nargs="?", const="", default=None, metavar="DIR",
+                        help="choose each method's threshold (gradcam/cam: threshold, fol: percentile) by GT-known "
+                             "Loc before scoring: on the calib split, or on all of another VOC folder DIR")
+    parser.add_argument("--threshold", type=float, default=None, help="Grad-CAM/CAM: a fixed threshold (no tuning)")
+    parser.add_argument("--percentile", type=float, default=None, help="FOL: a fixed percentile (not tuned)")
+    parser.add_argument("--labels", default=None, metavar="FILE",
+                        help="YAML/JSON label map {label: [ImageNet names, indices or WordNet ids]} "
+                             "(default: object names are WordNet ids)")
+    parser.add_argument("--imageset", default=None, metavar="NAME", help="image list ImageSets/Main/NAME.txt")
+    parser.add_argument("--limit", type=int, default=None, help="score (and calibrate on) at most N images each")
+    parser.add_argument("--sheet", type=int, default=8, help="worst and best images per method on its sheet")
+    parser.add_argument("--out", default="exports/eval", help="output folder (default: %(default)s)")
+
+
+def _command(args: argparse.Namespace, methods: list[str], split: str) -> str:
+    """The command line that reproduces this run (shown in results.json/md)."""
+    parts = ["python -m fol_core eval", shlex.quote(str(args.dataset)), "--methods", ",".join(methods),
+             "--model", args.model, "--split", split]
+    options = (("--calibrate", args.calibrate), ("--threshold", args.threshold), ("--percentile", args.percentile),
+               ("--labels", args.labels), ("--imageset", args.imageset), ("--limit", args.limit))
+    for flag, value in options:
+        if value is not None:
+            parts += [flag] + ([shlex.quote(str(value))] if value != "" else [])
+    return " ".join(parts + ["--out", shlex.quote(str(args.out))])
+
+
+def _fixed_params(methods: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for m in methods:
+        if m == "fol" and args.percentile is not None:
+            params[m]["percentile"] = args.percentile
+        if m != "fol" and args.threshold is not None:
+            params[m]["threshold"] = args.threshold
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from .evaluate import calibrate, evaluate
+    from .plots import write_plots
+    from .report import build_results, markdown_table, write_reports
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        print(f"error: unknown method(s) {', '.join(unknown) or '(none)'}; choose from: {', '.join(METHODS)}",
+              file=sys.stderr)
+        return 2
+    split = args.split or ("test" if args.calibrate == "" else "all")
+    if args.calibrate == "" and split != "test":
+        print("error: --calibrate tunes on the calib split, so only --split test may be scored", file=sys.stderr)
+        return 2
+    root = Path(args.dataset)
+    try:
+        label_map = load_label_map(args.labels) if args.labels else None
+        ids = image_ids(root, args.imageset) if (root / "Annotations").is_dir() else []
+        data = load_dataset(root, split_ids(ids, split)[: args.limit], label_map)
+        calib = None
+        if args.calibrate == "":
+            calib = load_dataset(root, split_ids(ids, "calib")[: args.limit], label_map)
+        elif args.calibrate is not None:
+            other = Path(args.calibrate)
+            if other.resolve() == root.resolve():
+                raise DatasetError("--calibrate DIR must be another folder; without DIR it uses the calib split")
+            calib = load_dataset(other, image_ids(other, args.imageset)[: args.limit], label_map)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in data.problems + (calib.problems if calib else []):
+        print(line, file=sys.stderr)
+    if not data.samples:
+        print(f"error: no image of {root} (split {split}) has a box with a known class", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, args.weights)
+    except ModelUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    params = _fixed_params(methods, args)
+    start = time.perf_counter()
+    calibration = None
+    if calib is not None:
+        tuned = calibrate(calib.samples, model, params)
+        for name, c in tuned.items():
+            params[name][c["param"]] = c["chosen"]
+            print(f"calibrated {name}: {c['param']} = {c['chosen']:g} (default {c['default']}) "
+                  f"on {c['n_images']} images")
+        source = (f"the calib split of {root.name} (even positions of its image list)" if args.calibrate == ""
+                  else f"all of {Path(args.calibrate).name}")
+        calibration = {"source": source, "metric": "gt_known_loc", "methods": tuned}
+    outcomes = evaluate(data.samples, model, params)
+    if not next(iter(outcomes.values())):
+        print("error: no photo could be read", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = build_results(root.name, model.name, split, outcomes, params, calibration,
+                            _command(args, methods, split))
+    write_reports(results, outcomes, out)
+    write_plots(results, outcomes, out, args.sheet)
+    print(markdown_table(results), end="")
+    print(f"{results['n_images']} images in {time.perf_counter() - start:.0f} s; results in {out}")
+    return 0

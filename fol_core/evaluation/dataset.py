@@ -1,0 +1,158 @@
+"""A Pascal VOC folder as evaluation samples: one sample per (image, label), its true boxes in pixel edges.
+
+Labels map to ImageNet classes by WordNet id (as in imagenet-val-dev), or through a user label map:
+a YAML/JSON file {user label: [ImageNet class names, indices or WordNet ids]} for datasets whose
+labels are the user's own ("cat" = tabby, tiger cat, Persian cat, ...).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..formats import voc
+from ..imagenet import UnknownClassError, resolve_class
+from .metrics import as_boxes
+
+SPLITS = ("all", "calib", "test")
+"""The fixed split of an image list: "calib" its lines at even 0-based positions, "test" the odd ones."""
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class Sample:
+    """One label of one image: the classes that count as it and its true boxes."""
+
+    image_id: str
+    path: Path
+    label: str
+    classes: tuple[int, ...]
+    """ImageNet classes that count as this label (one for a WordNet id)."""
+    boxes: np.ndarray
+    """(n, 4) true boxes, pixel edges, 0-based (VOC xmin = 1 is x0 = 0)."""
+    width: int
+    height: int
+
+
+@dataclass
+class Dataset:
+    root: Path
+    samples: list[Sample]
+    problems: list[str] = field(default_factory=list)
+    """One line per annotation file, object name or image id that was skipped."""
+
+    @property
+    def n_images(self) -> int:
+        return len({s.image_id for s in self.samples})
+
+
+class DatasetError(ValueError):
+    """The folder is not a VOC dataset, or a label map cannot be used; the message is one line."""
+
+
+def load_label_map(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """{user label: ImageNet classes} from YAML or JSON; each value a class or a list of classes
+    (names, synonyms, indices or WordNet ids of the 1000 classes; WordNet ancestors are not expanded)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"cannot read label map {path}: {str(exc).splitlines()[0]}") from exc
+    if isinstance(data, dict) and isinstance(data.get("labels"), dict):
+        data = data["labels"]  # the bootstrap's file: {labels: {...}, threshold: ...}
+    if not isinstance(data, dict) or not data:
+        raise DatasetError(f"label map {path} must map each label to a list of ImageNet classes")
+    out = {}
+    for label, members in data.items():
+        members = members if isinstance(members, list) else [members]
+        try:
+            out[str(label)] = tuple(dict.fromkeys(resolve_class(m) for m in members))
+        except UnknownClassError as exc:
+            raise DatasetError(f"label map {path}, label {label!r}: {exc}") from exc
+        if not out[str(label)]:
+            raise DatasetError(f"label map {path}, label {label!r} has no classes")
+    return out
+
+
+def image_ids(root: Path, imageset: str | None = None) -> list[str]:
+    """The dataset's image ids in their listed order.
+
+    ImageSets/Main/NAME.txt when `imageset` names it; else the only list in ImageSets/Main when there
+    is exactly one (imagenet-val-dev's dev.txt); else every Annotations/*.xml, sorted by name.
+    """
+    lists = sorted((root / "ImageSets" / "Main").glob("*.txt"))
+    if imageset:
+        chosen = root / "ImageSets" / "Main" / f"{imageset}.txt"
+        if not chosen.is_file():
+            raise DatasetError(f"no image list {chosen}")
+    elif len(lists) == 1:
+        chosen = lists[0]
+    else:
+        return sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+    lines = chosen.read_text(encoding="utf-8").splitlines()
+    return list(dict.fromkeys(line.split()[0] for line in lines if line.strip()))
+
+
+def split_ids(ids: list[str], split: str) -> list[str]:
+    """The fixed calib/test split: even 0-based positions of the list calibrate, odd ones are scored."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    return ids if split == "all" else ids[split == "test" :: 2]
+
+
+def _image_path(root: Path, image_id: str, file_name: str) -> Path | None:
+    folder = root / "JPEGImages"
+    if file_name and (folder / file_name).is_file():
+        return folder / file_name
+    return next((p for p in sorted(folder.glob(f"{image_id}.*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
+
+
+def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict[str, tuple[int, ...]] | None = None,
+                 imageset: str | None = None) -> Dataset:
+    """Read the annotations of `ids` (default: image_ids(root)) into samples; bad files become problems.
+
+    Objects are grouped by label; a label with no ImageNet class (and no entry in the label map) is
+    reported once and its objects are left out.
+    """
+    root = Path(root)
+    if not (root / "Annotations").is_dir():
+        raise DatasetError(f"{root} is not a Pascal VOC folder: it has no Annotations/")
+    ids = image_ids(root, imageset) if ids is None else ids
+    data = Dataset(root, [])
+    unknown: set[str] = set()
+    for image_id in ids:
+        xml = root / "Annotations" / f"{image_id}.xml"
+        try:
+            item = voc.read(xml)
+        except (OSError, ET.ParseError, ValueError, AttributeError, TypeError) as exc:  # missing, bad XML, no <size>
+            data.problems.append(f"skipped {xml.name}: {str(exc).splitlines()[0] or type(exc).__name__}")
+            continue
+        path = _image_path(root, image_id, item.file_name)
+        if path is None:
+            data.problems.append(f"skipped {image_id}: no image in {root / 'JPEGImages'}")
+            continue
+        groups: dict[str, list] = {}
+        for b in item.boxes:
+            groups.setdefault(b.label, []).append((b.x0, b.y0, b.x1, b.y1))
+        for label, boxes in groups.items():
+            classes = _classes_of(label, label_map)
+            if classes is None:
+                if label not in unknown:
+                    unknown.add(label)
+                    where = "in the label map" if label_map is not None else "among ImageNet's classes (use --labels)"
+                    data.problems.append(f"skipped objects named {label!r}: not {where}")
+                continue
+            data.samples.append(Sample(image_id, path, label, classes, as_boxes(boxes), item.width, item.height))
+    return data
+
+
+def _classes_of(label: str, label_map: dict[str, tuple[int, ...]] | None) -> tuple[int, ...] | None:
+    if label_map is not None:
+        return label_map.get(label)
+    try:
+        return (resolve_class(label),)
+    except UnknownClassError:
+        return None

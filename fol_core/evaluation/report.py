@@ -1,0 +1,165 @@
+"""results.json, results.md and per_image.csv from the outcomes: every method and both constant baselines
+on the same images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluate import HEATMAP_METHODS, Outcome
+from .metrics import BASELINES, baseline_box, best_match, fixed_box_accuracy, maxboxacc, summarize
+
+HIST_EDGES = tuple(round(0.1 * i, 1) for i in range(11))
+"""IoU histogram bins (the paper's Figure 5): [0, 0.1), ..., [0.9, 1.0]."""
+
+
+def _histogram(ious: list[float]) -> dict[str, list]:
+    counts, _ = np.histogram(ious, bins=HIST_EDGES)
+    return {"edges": list(HIST_EDGES), "counts": counts.tolist()}
+
+
+def baseline_ious(outcomes: list[Outcome], fraction: float) -> list[float]:
+    """IoU of a constant centred box (fraction of each side) with each sample's true boxes."""
+    return [best_match([baseline_box(o.sample.width, o.sample.height, fraction)], o.sample.boxes)[0] for o in outcomes]
+
+
+def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any]) -> dict[str, Any]:
+    truths = [o.sample.boxes for o in outcomes]
+    ious = [o.iou for o in outcomes]
+    entry = summarize(ious, [o.top1_ok for o in outcomes], [o.best_box for o in outcomes], truths,
+                      [o.seconds for o in outcomes])
+    if name in HEATMAP_METHODS:
+        curves = np.stack([o.curve for o in outcomes]) if outcomes else np.zeros((0, 100))
+        per_delta = maxboxacc(curves)
+        entry["maxboxacc_v2"] = float(np.mean([v["accuracy"] for v in per_delta.values()]))
+        entry["maxboxacc"] = per_delta
+    entry["params"] = params
+    entry["iou_histogram"] = _histogram(ious)
+    return entry
+
+
+def baseline_entries(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
+    """The constant boxes, scored on the same samples; Top-1 Loc uses the same classifier's top-1."""
+    out = {}
+    truths = [o.sample.boxes for o in outcomes]
+    for name, fraction in BASELINES.items():
+        ious = baseline_ious(outcomes, fraction)
+        boxes = [baseline_box(o.sample.width, o.sample.height, fraction) for o in outcomes]
+        entry = summarize(ious, [o.top1_ok for o in outcomes], boxes, truths)
+        entry["maxboxacc_v2"] = fixed_box_accuracy(ious)
+        entry["iou_histogram"] = _histogram(ious)
+        out[name] = entry
+    return out
+
+
+def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list[Outcome]],
+                  params: dict[str, dict[str, Any]], calibration: dict[str, Any] | None, command: str) -> dict:
+    first = next(iter(outcomes.values()))
+    return {
+        "dataset": dataset,
+        "split": split,
+        "n_images": len({o.sample.image_id for o in first}),
+        "n_samples": len(first),
+        "model": model,
+        "top1_accuracy": float(np.mean([o.top1_ok for o in first])),
+        "command": command,
+        "methods": {name: method_entry(name, outs, params[name]) for name, outs in outcomes.items()},
+        "baselines": baseline_entries(first),
+        "calibration": calibration,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def markdown_table(results: dict) -> str:
+    """Methods then baselines: the localization scores in %, mean IoU, seconds per image."""
+    head = ("| | GT-known Loc | Top-1 Loc | mean IoU | MaxBoxAccV2 | centre m=0 | centre m=0.25 | s / image |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    rows = []
+    for kind in ("methods", "baselines"):
+        for name, r in results[kind].items():
+            label = name if kind == "methods" else f"*{name.replace('_', ' ')}* (baseline)"
+            s = r["s_per_image"]
+            rows.append(
+                f"| {label} | {_pct(r['gt_known_loc'])} | {_pct(r['top1_loc'])} | {r['mean_iou']:.3f} "
+                f"| {_pct(r.get('maxboxacc_v2'))} | {_pct(r['center_correct']['0.0'])} "
+                f"| {_pct(r['center_correct']['0.25'])} | {'—' if s is None else f'{s:.3f}'} |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def calibration_table(calibration: dict[str, Any]) -> str:
+    head = ("| method | parameter | default | chosen | GT-known Loc at chosen (calib) | calib images |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: |\n")
+    rows = [
+        f"| {name} | {c['param']} | {c['default']} | {c['chosen']:g} "
+        f"| {_pct(c['gt_known_loc'][c['values'].index(c['chosen'])])} | {c['n_images']} |"
+        for name, c in calibration["methods"].items()
+    ]
+    return head + "\n".join(rows) + "\n"
+
+
+DEFINITIONS = """\
+- **GT-known Loc**: the true class is explained; right when a box has IoU >= 0.5 with a true box of it
+  (a method giving several boxes is scored by its best one).
+- **Top-1 Loc**: GT-known Loc and the classifier's top-1 class is the true one.
+- **mean IoU**: the best IoU of the method's boxes with the true boxes (0 without a box).
+- **centre m**: the centre of the method's best box lies inside a true box shrunk by m x its width on
+  the left and on the right and m x its height at top and bottom (the paper's centre-correctness).
+- **MaxBoxAccV2** (Choe et al., CVPR 2020): heatmap thresholds 0, 0.01, ..., 0.99, a box around every
+  contour, right when any has IoU >= delta with a true box; the best threshold's accuracy, averaged over
+  delta 0.3, 0.5, 0.7. For the constant boxes (no threshold): the mean over delta of IoU >= delta.
+- Baselines: *whole image*, and *centre 80*: a centred box of 80% of each side.
+
+Plots: `iou_histogram.png`, `center_correctness.png`, `comparison.png`, `calibration.png`; worst and
+best images per method: `sheet_METHOD.png`; every sample: `per_image.csv`.
+"""
+
+
+def markdown(results: dict) -> str:
+    text = (
+        f"# Localization on {results['dataset']}\n\n"
+        f"{results['n_images']} images ({results['n_samples']} image-label samples), split `{results['split']}`, "
+        f"model `{results['model']}` (top-1 classification accuracy {_pct(results['top1_accuracy'])}%).\n\n"
+        f"```\n{results['command']}\n```\n\n"
+        "Scores in % of samples (mean IoU as a fraction); s / image is the median time of one forward pass, "
+        "the explanation and the boxes.\n\n" + markdown_table(results) + "\n"
+    )
+    if results.get("calibration"):
+        cal = results["calibration"]
+        text += (f"Thresholds chosen by GT-known Loc on {cal['source']}, never on the scored images:\n\n"
+                 + calibration_table(cal) + "\n")
+    return text + DEFINITIONS
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals, so results.json reads like the table."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def write_reports(results: dict, outcomes: dict[str, list[Outcome]], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(_rounded(results), indent=1), encoding="utf-8")
+    (out / "results.md").write_text(markdown(results), encoding="utf-8")
+    with (out / "per_image.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image_id", "label", "method", "iou", "correct", "top1", "top1_ok", "n_boxes",
+                    "x0", "y0", "x1", "y1", "seconds"])
+        for name, outs in outcomes.items():
+            for o in outs:
+                box = o.best_box if o.best_box is not None else [""] * 4
+                w.writerow([o.sample.image_id, o.sample.label, name, f"{o.iou:.4f}", int(o.correct), o.top1,
+                            int(o.top1_ok), len(o.boxes), *(f"{v:.1f}" if v != "" else "" for v in box),
+                            f"{o.seconds:.4f}"])
+

@@ -1,0 +1,137 @@
+"""`eval` end to end on a small VOC folder the test writes itself from the example photos."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from fol_core.evaluation import command
+from fol_core.evaluation.evaluate import _SharedMapsFOL
+from fol_core.formats import AnnotatedImage, voc
+from fol_core.images import load_image
+from fol_core.methods import FastLocalization
+from fol_core.result import Box
+
+LABELS = """\
+cat: [tabby, tiger cat, Egyptian cat]
+cup: [espresso, cup, coffee mug]
+rocket: [missile, projectile, space shuttle]
+"""
+KEYS = {"gt_known_loc", "top1_loc", "mean_iou", "center_correct", "s_per_image"}
+
+
+@pytest.fixture(scope="module")
+def voc_folder(tmp_path_factory, examples_dir):
+    """Four real photos with the developers' hand-drawn boxes, a mirrored cat, a photo labelled only
+    'person' (not in the label map) and a file that is not an image."""
+    root = tmp_path_factory.mktemp("voc")
+    (root / "Annotations").mkdir()
+    (root / "JPEGImages").mkdir()
+    hand = json.loads((examples_dir / "boxes.json").read_text())
+    items = {name: (hand[name]["label"], hand[name]["box"]) for name in ("chelsea.png", "coffee.png", "rocket.jpg")}
+    items["astronaut.png"] = ("person", [150, 20, 460, 512])
+    for name in items:
+        Image.open(examples_dir / name).save(root / "JPEGImages" / name)
+    cat = Image.open(examples_dir / "chelsea.png")
+    ImageOps.mirror(cat).save(root / "JPEGImages" / "chelsea_mirror.png")
+    x0, y0, x1, y1 = hand["chelsea.png"]["box"]
+    items["chelsea_mirror.png"] = ("cat", [cat.width - x1, y0, cat.width - x0, y1])
+    (root / "JPEGImages" / "broken.jpg").write_bytes(b"not a photo")
+    for name, (label, box) in items.items():
+        w, h = Image.open(root / "JPEGImages" / name).size
+        item = AnnotatedImage(name, w, h, [Box(*box, label, -1, 1.0, "hand")])
+        voc.write(item, root / "Annotations" / f"{name.split('.')[0]}.xml")
+    broken = AnnotatedImage("broken.jpg", 100, 100, [Box(0, 0, 50, 50, "cat", -1, 1.0, "hand")])
+    voc.write(broken, root / "Annotations" / "broken.xml")
+    (root / "labels.yaml").write_text(LABELS)
+    return root, items
+
+
+def _eval(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(list(argv)))
+
+
+def test_eval_writes_results_plots_and_sheets(voc_folder, tmp_path, capsys):
+    root, items = voc_folder
+    out = tmp_path / "out"
+    assert _eval(str(root), "--methods", "fol,gradcam", "--labels", str(root / "labels.yaml"), "--out", str(out)) == 0
+    err = capsys.readouterr().err
+    assert sum("broken.jpg" in line for line in err.splitlines()) == 1  # reported on one line, skipped
+    assert "'person'" in err
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == root.name and results["model"] == "efficientnet_lite0"
+    assert results["n_images"] == 4  # the cat, its mirror, the coffee, the rocket
+    assert set(results["methods"]) == {"fol", "gradcam"}
+    assert set(results["baselines"]) == {"whole_image", "centre_80"}
+    for kind in ("methods", "baselines"):
+        for r in results[kind].values():
+            assert KEYS <= set(r)
+            assert list(r["center_correct"]) == ["0.0", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.35", "0.4",
+                                                 "0.45", "0.5"]
+            assert 0 <= r["top1_loc"] <= min(r["gt_known_loc"], results["top1_accuracy"])
+    assert "maxboxacc_v2" in results["methods"]["gradcam"] and "maxboxacc_v2" not in results["methods"]["fol"]
+    assert results["methods"]["fol"]["s_per_image"] > 0
+
+    # the whole-image box by hand: IoU = true box area / photo area
+    areas = []
+    for name in ("chelsea.png", "chelsea_mirror.png", "coffee.png", "rocket.jpg"):
+        x0, y0, x1, y1 = items[name][1]
+        w, h = Image.open(root / "JPEGImages" / name).size
+        areas.append((x1 - x0) * (y1 - y0) / (w * h))
+    whole = results["baselines"]["whole_image"]
+    assert whole["mean_iou"] == pytest.approx(np.mean(areas), abs=1e-4)
+    assert whole["gt_known_loc"] == pytest.approx(np.mean(np.array(areas) >= 0.5))
+
+    with (out / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    fol_ious = [float(r["iou"]) for r in rows if r["method"] == "fol"]
+    assert np.mean(fol_ious) == pytest.approx(results["methods"]["fol"]["mean_iou"], abs=1e-3)
+
+    assert "| gradcam |" in (out / "results.md").read_text()
+    for name in ("iou_histogram", "center_correctness", "comparison", "sheet_fol", "sheet_gradcam"):
+        with Image.open(out / f"{name}.png") as png:
+            assert png.width >= 600 and png.height >= 300
+
+
+def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
+    root, _ = voc_folder
+    out = tmp_path / "cal"
+    labels = str(root / "labels.yaml")
+    # sorted ids: astronaut, broken, chelsea, chelsea_mirror, coffee, rocket -> calib: even positions
+    assert _eval(str(root), "--methods", "cam", "--calibrate", "--labels", labels, "--out", str(out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    cal = results["calibration"]["methods"]["cam"]
+    assert cal["param"] == "threshold" and cal["n_images"] == 2  # chelsea and coffee
+    assert cal["chosen"] in cal["values"] and len(cal["gt_known_loc"]) == len(cal["values"])
+    assert results["methods"]["cam"]["params"] == {"threshold": cal["chosen"]}
+    assert results["split"] == "test" and results["n_images"] == 2  # chelsea_mirror and rocket
+    assert (out / "calibration.png").is_file()
+
+    capsys.readouterr()
+    assert _eval(str(root), "--methods", "cam", "--calibrate", "--split", "all", "--out", str(out)) == 2
+    assert "--split test" in capsys.readouterr().err
+    assert _eval(str(tmp_path), "--out", str(out)) == 2
+    assert "not a Pascal VOC folder" in capsys.readouterr().err
+    assert _eval(str(root), "--methods", "fol,yolo", "--out", str(out)) == 2
+
+
+def test_shared_maps_fol_equals_fol_at_each_percentile(model, examples_dir):
+    """Calibration reuses one photo's guided maps across percentiles: the masks must be FOL's own."""
+    m = FastLocalization(model)
+    fp = m.forward(model.to_pixels(load_image(examples_dir / "chelsea.png")))
+    cache: dict = {}
+    low = _SharedMapsFOL(model, cache, percentile=60.0).explain(fp, 281)
+    assert len(cache) == 2  # the neuron ranking and the maps
+    high = _SharedMapsFOL(model, cache, percentile=95.0).explain(fp, 281)  # reuses them
+    assert len(cache) == 2
+    assert np.array_equal(high.mask, FastLocalization(model, percentile=95.0).explain(fp, 281).mask)
+    assert not np.array_equal(low.mask, high.mask)
