@@ -12,7 +12,7 @@ from .base import ForwardPass, Method, upsample
 
 
 class _HeatmapMethod(Method):
-    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.2) -> None:
+    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.3) -> None:
         super().__init__(model, layer)
         self.threshold = threshold
 
@@ -45,7 +45,7 @@ class CAM(_HeatmapMethod):
     name = "cam"
     needs_grad = False
 
-    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.2) -> None:
+    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.3) -> None:
         if model.spec.classifier is None:
             raise ValueError(f"CAM needs a global-average-pool + linear head, which {model.name} lacks: use gradcam")
         super().__init__(model, layer, threshold)
