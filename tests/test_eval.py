@@ -58,7 +58,7 @@ def _eval(*argv: str) -> int:
     return command.run(parser.parse_args(list(argv)))
 
 
-def test_eval_writes_results_plots_and_sheets(voc_folder, tmp_path, capsys):
+def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsys):
     root, items = voc_folder
     out = tmp_path / "out"
     assert _eval(str(root), "--methods", "fol,gradcam", "--labels", str(root / "labels.yaml"), "--out", str(out)) == 0
@@ -79,6 +79,7 @@ def test_eval_writes_results_plots_and_sheets(voc_folder, tmp_path, capsys):
             assert 0 <= r["top1_loc"] <= min(r["gt_known_loc"], results["top1_accuracy"])
     assert "maxboxacc_v2" in results["methods"]["gradcam"] and "maxboxacc_v2" not in results["methods"]["fol"]
     assert results["methods"]["fol"]["s_per_image"] > 0
+    assert results["methods"]["fol"]["params"] == {"percentile": FastLocalization(model).percentile}
 
     # the whole-image box by hand: IoU = true box area / photo area
     areas = []

@@ -160,6 +160,8 @@ def test_label_map_groups_classes(tmp_path):
     data = load_dataset(root, label_map=load_label_map(path))
     assert [(s.label, s.classes) for s in data.samples] == [("cat", (281, 282, 285))]
     assert any("'dog'" in p and "label map" in p for p in data.problems)
+    path.write_text("dog: [dog]\n")  # a WordNet ancestor: every dog breed
+    assert len(load_label_map(path)["dog"]) == 118
     path.write_text("cat: [tabby, no such animal]\n")
     with pytest.raises(DatasetError, match="no such animal"):
         load_label_map(path)

@@ -61,7 +61,7 @@ def _fixed_params(methods: list[str], args: argparse.Namespace) -> dict[str, dic
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import calibrate, evaluate
+    from .evaluate import TUNABLE, calibrate, default_value, evaluate
     from .plots import write_plots
     from .report import build_results, markdown_table, write_reports
 
@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         source = (f"the calib split of {root.name} (even positions of its image list)" if args.calibrate == ""
                   else f"all of {Path(args.calibrate).name}")
         calibration = {"source": source, "metric": "gt_known_loc", "methods": tuned}
+    for name in methods:  # record the values used, defaults included, so results.json describes the run
+        param = TUNABLE[name][0]
+        params[name].setdefault(param, default_value(name, param))
     outcomes = evaluate(data.samples, model, params)
     if not next(iter(outcomes.values())):
         print("error: no photo could be read", file=sys.stderr)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from ..bootstrap.labelmap import LabelMap, LabelMapError
 from ..formats import voc
 from ..imagenet import UnknownClassError, resolve_class
 from .metrics import as_boxes
@@ -55,26 +55,12 @@ class DatasetError(ValueError):
 
 
 def load_label_map(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """{user label: ImageNet classes} from YAML or JSON; each value a class or a list of classes
-    (names, synonyms, indices or WordNet ids of the 1000 classes; WordNet ancestors are not expanded)."""
+    """{user label: ImageNet classes} from the bootstrap's label-map file (YAML or JSON: names, synonyms,
+    indices, WordNet ids or WordNet ancestors such as "dog")."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise DatasetError(f"cannot read label map {path}: {str(exc).splitlines()[0]}") from exc
-    if isinstance(data, dict) and isinstance(data.get("labels"), dict):
-        data = data["labels"]  # the bootstrap's file: {labels: {...}, threshold: ...}
-    if not isinstance(data, dict) or not data:
-        raise DatasetError(f"label map {path} must map each label to a list of ImageNet classes")
-    out = {}
-    for label, members in data.items():
-        members = members if isinstance(members, list) else [members]
-        try:
-            out[str(label)] = tuple(dict.fromkeys(resolve_class(m) for m in members))
-        except UnknownClassError as exc:
-            raise DatasetError(f"label map {path}, label {label!r}: {exc}") from exc
-        if not out[str(label)]:
-            raise DatasetError(f"label map {path}, label {label!r} has no classes")
-    return out
+        return LabelMap.load(path).labels
+    except LabelMapError as exc:
+        raise DatasetError(f"label map {path}: {exc}") from None
 
 
 def image_ids(root: Path, imageset: str | None = None) -> list[str]:
