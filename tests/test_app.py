@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,25 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULTS = {"model_name": "efficientnet_lite0", "method": "gradcam", "class_mode": "top1", "topn": 3, "named": [],
-            "k": 5, "kmax": 10, "percentile": 80, "layer": "", "threshold": 0.2, "otsu": False}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    import app
-
-    with pytest.MonkeyPatch.context() as mp:  # the sessions' export folders go into pytest's temp folder
-        mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("exports")))
-        port = free_port()
-        demo = app.serve("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-        yield f"http://127.0.0.1:{port}/"
-        demo.close()
+            "k": 5, "kmax": 10, "percentile": 80, "layer": "", "threshold": 0.3, "otsu": False}
 
 
 def localize(client: Client, photo: Path | str, **changes) -> dict:

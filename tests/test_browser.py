@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from browser_support import chromium_page, free_port, require_chromium
+from browser_support import chromium_page, require_chromium
 from PIL import Image
 from playwright.sync_api import expect
 from torchvision.datasets import VOCDetection
 
 require_chromium()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    import app
-
-    with pytest.MonkeyPatch.context() as mp:  # the sessions' export folders go into pytest's temp folder
-        mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("exports")))
-        port = free_port()
-        demo = app.serve("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-        yield f"http://127.0.0.1:{port}/"
-        demo.close()
 
 
 @pytest.fixture(scope="module")
