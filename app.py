@@ -18,10 +18,11 @@ from fol_core.bootstrap import export as bootstrap_export
 from fol_core.bootstrap import review
 from fol_core.bootstrap.labelmap import LabelMap
 from fol_core.bootstrap.prelabel import prelabel_folder
+from fol_core.images import IMAGE_SUFFIXES
 from fol_core.models import DEFAULT_MODEL, ModelUnavailableError, list_models, load_model
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
 

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .cli import add_model_arguments
-from .images import load_image
+from .images import IMAGE_SUFFIXES, load_image
 from .localize import localize
 from .models import load_model
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def photos(folder: str | None, limit: int) -> list[Path]:
     root = Path(folder) if folder else (DEV_SET if DEV_SET.is_dir() else EXAMPLES)
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return files[:limit]
 
 

@@ -12,6 +12,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+"""File endings read as images when a folder is listed (a dataset's XML, CSV or README are skipped)."""
 MAX_PIXELS = 100_000_000
 """Larger images are refused before decoding: a 20000 x 20000 photo or a decompression bomb."""
 MIN_SIDE = 16

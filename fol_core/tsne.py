@@ -26,10 +26,9 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .bootstrap.labelmap import LabelMap, LabelMapError, load_label_map
-from .bootstrap.paths import IMAGE_SUFFIXES
 from .draw import class_colour
 from .imagenet import classes
-from .images import ImageError, load_image
+from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .models import Classifier, ModelUnavailableError
 
 HELP = "a t-SNE map of a folder of images from the classifier's features: a PNG of thumbnails and a CSV"
@@ -105,7 +104,7 @@ class DatasetMap:
 def find_images(root: str | Path, limit: int | None = None) -> list[Path]:
     """Image files under `root` (recursive, sorted, so a run is repeatable); the first `limit` of them.
 
-    Only names with an image ending (bootstrap.paths.IMAGE_SUFFIXES) are read: a dataset's XML, CSV
+    Only names with an image ending (images.IMAGE_SUFFIXES) are read: a dataset's XML, CSV
     or README files are not images, and are not reported as unreadable."""
     root = Path(root)
     if not root.is_dir():

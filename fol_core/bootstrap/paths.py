@@ -16,7 +16,8 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from ..images import IMAGE_SUFFIXES
+
 SEPARATOR = "__"
 """Joins the folders of a relative path in a flattened name: a/b/c.jpg -> a__b__c.jpg."""
 MAX_NAME = 120

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from ..images import load_image
-from .paths import IMAGE_SUFFIXES, UnsafePathError, extract_zip
+from ..images import IMAGE_SUFFIXES, load_image
+from .paths import UnsafePathError, extract_zip
 
 CSV_IMAGE_COLUMNS = ("image", "file", "file_name", "filename", "path")
 CSV_LABEL_COLUMNS = ("label", "class", "category")

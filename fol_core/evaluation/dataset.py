@@ -16,11 +16,11 @@ import numpy as np
 from ..bootstrap.labelmap import LabelMap, LabelMapError
 from ..formats import voc
 from ..imagenet import UnknownClassError, resolve_class
+from ..images import IMAGE_SUFFIXES
 from .metrics import as_boxes
 
 SPLITS = ("all", "calib", "test")
 """The fixed split of an image list: "calib" its lines at even 0-based positions, "test" the odd ones."""
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
