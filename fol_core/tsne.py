@@ -16,7 +16,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -446,26 +445,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the number of images)")
     parser.add_argument("--thumb", type=int, default=THUMB, help="thumbnail side in pixels (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=BATCH, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model and t-SNE (default: the "
-                        "libraries'; on a busy machine 1 can be several times faster)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from threadpoolctl import threadpool_limits
-
     from .models import load_model
 
     if args.max_iter < 250:
         print("error: --max-iter must be at least 250 (scikit-learn's minimum)", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         label_map = load_label_map(args.labels) if args.labels else None
         paths = find_images(args.folder, args.limit)
         model = load_model(args.model, args.weights)
-        with threadpool_limits(args.threads) if args.threads else nullcontext():  # t-SNE's OpenMP, PCA's BLAS
-            dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
+        dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
     except (MapError, LabelMapError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -236,8 +236,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topn", type=int, default=1, help="localize up to N labels per image (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="pre-label at most N images in this run")
     parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the model (default: torch's; on a busy machine 1 can be much faster)")
     parser.add_argument("--bench", action="store_true", help="time every method on --limit images (default 20) in a scratch project, print images/s")
     add_model_arguments(parser)
     add_method_arguments(parser)
@@ -262,8 +260,6 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model, args.weights)
         label_map = load_label_map(args.labels, args.min_score)
