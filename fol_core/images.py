@@ -19,6 +19,8 @@ MAX_PIXELS = 100_000_000
 MIN_SIDE = 16
 """Smaller images hold too little to localize anything in."""
 
+_ORIENTATION = 0x0112  # the EXIF tag
+
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is one line meant for the user."""
@@ -78,7 +80,10 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise ImageError(f"{label}: {w} x {h} pixels is too small (at least {MIN_SIDE} pixels a side)")
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
+        if img.getexif().get(_ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)
+        if img.mode == "RGB" and "transparency" not in img.info:
+            return img  # already upright RGB (e.g. loaded once before): no full-size copy
         return _to_rgb(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from None
