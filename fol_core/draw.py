@@ -44,6 +44,24 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     return out
 
 
+def scale_boxes(boxes: Sequence[Box], sx: float, sy: float) -> list[Box]:
+    """The boxes with x multiplied by sx and y by sy (photo <-> display or tile pixels)."""
+    return [replace(b, x0=b.x0 * sx, y0=b.y0 * sy, x1=b.x1 * sx, y1=b.y1 * sy) for b in boxes]
+
+
+def stack(images: Sequence[Image.Image], vertical: bool = False, gap: int = 4) -> Image.Image:
+    """Images side by side (or one under another) on white, `gap` pixels apart."""
+    along = [im.height if vertical else im.width for im in images]
+    across = max(im.width if vertical else im.height for im in images)
+    length = sum(along) + gap * (len(images) - 1)
+    out = Image.new("RGB", (across, length) if vertical else (length, across), (255, 255, 255))
+    offset = 0
+    for im, n in zip(images, along):
+        out.paste(im, (0, offset) if vertical else (offset, 0))
+        offset += n + gap
+    return out
+
+
 def colorize(heatmap: np.ndarray, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
     """A [0, 1] map as an RGB image in a perceptual colormap."""
     u8 = np.clip(heatmap * 255, 0, 255).astype(np.uint8)
@@ -86,14 +104,9 @@ def explanation_panel(image: Image.Image, expl: Explanation, boxes: Sequence[Box
     if expl.mask is not None:
         union = (expl.mask[..., None] * np.asarray(square.resize(expl.mask.shape[::-1]))).astype(np.uint8)
         tiles.append(_tile(union, size, "union of blobs" if expl.neuron_maps else "region"))
-    sx, sy = size / image.width, size / image.height
-    mine = [replace(b, x0=b.x0 * sx, x1=b.x1 * sx, y0=b.y0 * sy, y1=b.y1 * sy) for b in boxes
-            if b.class_index == expl.class_index]
+    mine = scale_boxes([b for b in boxes if b.class_index == expl.class_index], size / image.width, size / image.height)
     tiles.append(_tile(draw_boxes(square, mine, scores=False), size, f"box: {expl.label}"[:26]))
-    panel = Image.new("RGB", (len(tiles) * (size + 4), size + 18), (255, 255, 255))
-    for i, t in enumerate(tiles):
-        panel.paste(t, (i * (size + 4), 0))
-    return panel
+    return stack(tiles)
 
 
 def explain_figure(image: Image.Image, result: Localization, size: int = 160) -> Image.Image:
@@ -101,12 +114,22 @@ def explain_figure(image: Image.Image, result: Localization, size: int = 160) ->
     rows = [explanation_panel(image, e, result.boxes, size) for e in result.explanations]
     if not rows:
         return _tile(image, size, "nothing found")
-    fig = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (255, 255, 255))
-    y = 0
-    for r in rows:
-        fig.paste(r, (0, y))
-        y += r.height + 4
-    return fig
+    return stack(rows, vertical=True)
+
+
+def heatmap_figure(image: Image.Image, result: Localization, side: int = 640) -> Image.Image:
+    """Grad-CAM/CAM: each class's heatmap over the photo (longest side `side`) with its boxes, side by side."""
+    scale = side / max(image.size)
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+    sx, sy = small.width / result.width, small.height / result.height
+    panels = []
+    for e in result.explanations:
+        panel = draw_boxes(heatmap_overlay(small, e.heatmap), scale_boxes(
+            [b for b in result.boxes if b.class_index == e.class_index], sx, sy))
+        ImageDraw.Draw(panel).text((4, panel.height - 16), f"{e.label}: p={e.probability:.2f}", fill=(255, 255, 255))
+        panels.append(panel)
+    return stack(panels, gap=8)
 
 
 def overlay(image: Image.Image, result: Localization) -> Image.Image:

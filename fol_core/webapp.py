@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .annotator import display_copy, from_annotator, to_annotator
-from .draw import class_colour, draw_boxes, explain_figure, heatmap_overlay
+from .draw import class_colour, draw_boxes, explain_figure, heatmap_figure, scale_boxes
 from .formats import AnnotatedImage, coco, voc
 from .imagenet import UnknownClassError, classes
 from .images import ImageError, load_image
@@ -90,11 +90,6 @@ def open_photo(path: str | None, file_name: str | None = None) -> tuple[Image.Im
     return (photo, *display_copy(photo))
 
 
-def scale_box(box: Box, sx: float, sy: float) -> Box:
-    """The box with x multiplied by sx and y by sy (photo <-> display pixels)."""
-    return replace(box, x0=box.x0 * sx, y0=box.y0 * sy, x1=box.x1 * sx, y1=box.y1 * sy)
-
-
 def box_table(boxes: Sequence[Box]) -> list[list[Any]]:
     """Rows for a table of boxes in the photo's pixels."""
     return [[b.label, round(b.x0, 1), round(b.y0, 1), round(b.x1, 1), round(b.y1, 1), round(b.score, 3), b.method]
@@ -142,30 +137,12 @@ class LocalizeView:
     result: Localization
 
 
-def _side_by_side(images: Sequence[Image.Image], gap: int = 8) -> Image.Image:
-    out = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)),
-                    (255, 255, 255))
-    x = 0
-    for im in images:
-        out.paste(im, (x, 0))
-        x += im.width + gap
-    return out
-
-
 def explanation_image(display: Image.Image, result: Localization) -> Image.Image:
     """FOL: Figure 3 of the paper (input, the chosen neurons' maps, their union, the box) per class.
     Grad-CAM/CAM: each class's heatmap over the photo with that class's boxes."""
     if result.method == "fol" or not result.explanations:
         return explain_figure(display, result)
-    panels = []
-    for e in result.explanations:
-        small = display_copy(display, 640)[0]
-        sx, sy = small.width / result.width, small.height / result.height
-        mine = [scale_box(b, sx, sy) for b in result.boxes if b.class_index == e.class_index]
-        panel = draw_boxes(heatmap_overlay(small, e.heatmap), mine)
-        ImageDraw.Draw(panel).text((4, panel.height - 16), f"{e.label}: p={e.probability:.2f}", fill=(255, 255, 255))
-        panels.append(panel)
-    return _side_by_side(panels)
+    return heatmap_figure(display, result)
 
 
 def run_localize(path: str | None, model_name: str, method: str, class_mode: str, topn: int,
@@ -189,7 +166,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
         raise InputError(str(exc)) from None
     name = file_name or Path(path).name
     info = Photo(path, name, photo.width, photo.height, scale, list(result.boxes))
-    shown = replace(result, boxes=[scale_box(b, 1 / scale, 1 / scale) for b in result.boxes],
+    shown = replace(result, boxes=scale_boxes(result.boxes, 1 / scale, 1 / scale),
                     width=display.width, height=display.height)
     found = sorted({b.label for b in result.boxes})
     summary = (
