@@ -23,13 +23,21 @@ DUPLICATE_IOU = 0.8
 """Of the automatically chosen classes, a box overlapping a better class's box this much is the same object."""
 
 
+def close_to_top(ranked: list[float], topn: int = 1, ratio: float = RATIO, floor: float = 0.0) -> int:
+    """Algorithm 2's rule on scores sorted best first: how many to keep. The first always (if it reaches
+    `floor`), then each next one scoring at least ratio x the first and `floor`, at most topn."""
+    if not ranked or ranked[0] < floor:
+        return 0
+    return 1 + sum(1 for v in ranked[1:max(1, topn)] if v >= max(floor, ratio * ranked[0]))
+
+
 def select_classes(probs: torch.Tensor, topn: int = 1, ratio: float = RATIO) -> list[int]:
-    """Algorithm 2's rule: the top class, then each next class with probability >= ratio x top, at most topn."""
+    """The classes Algorithm 2 explains: the top class, then each next with probability >= ratio x top."""
     values, indices = probs.topk(max(1, topn))
-    return [int(i) for v, i in zip(values, indices) if v >= ratio * values[0]]
+    return indices[: close_to_top(values.tolist(), topn, ratio)].tolist()
 
 
-def _drop_duplicates(boxes: list[Box], keep: set[int]) -> list[Box]:
+def drop_duplicate_boxes(boxes: list[Box], keep: set[int]) -> list[Box]:
     """Drop an automatically chosen class's box that repeats a better class's box (e.g. tabby and tiger cat)."""
     out: list[Box] = []
     for b in sorted(boxes, key=lambda b: -b.score):
@@ -70,7 +78,7 @@ def localize(
         explanations.append(expl)
         boxes += m.boxes(expl, photo.width, photo.height, min_area)
     if not named:
-        boxes = _drop_duplicates(boxes, keep={targets[0]})
+        boxes = drop_duplicate_boxes(boxes, keep={targets[0]})
     p5, i5 = probs.topk(5)
     names = imagenet_classes()
     return Localization(

@@ -30,7 +30,7 @@ from ..cli import add_model_arguments
 from ..commands import add_method_arguments, method_params
 from ..imagenet import classes as imagenet_classes
 from ..images import ImageError
-from ..localize import RATIO, _drop_duplicates
+from ..localize import RATIO, close_to_top, drop_duplicate_boxes
 from ..methods import METHODS, Method
 from ..models import Classifier, ModelUnavailableError, load_model
 from ..result import Box
@@ -80,11 +80,8 @@ def propose(
     wanted = label_map.candidates(image_label) if image_label else []
     if wanted:
         chosen = [max(wanted, key=scores.__getitem__)]
-    elif scores[ranked[0]] < label_map.threshold:
-        chosen = []
     else:
-        top = scores[ranked[0]]
-        chosen = [ranked[0]] + [n for n in ranked[1:topn] if scores[n] >= max(label_map.threshold, ratio * top)]
+        chosen = ranked[: close_to_top([scores[n] for n in ranked], topn, ratio, label_map.threshold)]
     boxes: list[Box] = []
     for label in chosen:
         expl = method.explain(fp, label_map.best_class(label, probs))
@@ -92,7 +89,7 @@ def propose(
             b.label, b.score = label, round(scores[label], 5)
             boxes.append(b)
     if len(chosen) > 1:
-        boxes = _drop_duplicates(boxes, keep={boxes[0].class_index} if boxes else set())
+        boxes = drop_duplicate_boxes(boxes, keep={boxes[0].class_index} if boxes else set())
     p5, i5 = probs.topk(5)
     names = imagenet_classes()
     return Proposal(
