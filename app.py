@@ -1,45 +1,69 @@
-"""fol's web app: localize a photo, see why, accept or nudge the boxes, export them.
+"""fol's web app: localize a photo, see why, accept or nudge the boxes, export them; pre-label, review and
+map whole image sets.
 
-Wiring only: every computation lives in fol_core (fol_core.webapp holds the functions called here).
+Layout and wiring only: every computation lives in fol_core.webapp, one module per tab.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import html
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
-from fol_core import tsne, webapp
-from fol_core.bootstrap import export as bootstrap_export
-from fol_core.bootstrap import review
-from fol_core.bootstrap.labelmap import LabelMap
-from fol_core.bootstrap.prelabel import prelabel_folder
+from fol_core import webapp
+from fol_core.errors import UserError, one_line
 from fol_core.images import IMAGE_SUFFIXES
-from fol_core.models import DEFAULT_MODEL, ModelUnavailableError, list_models, load_model
+from fol_core.methods import DEFAULT_METHOD, METHODS
+from fol_core.models import DEFAULT_MODEL, list_models, load_model
+from fol_core.webapp import dataset_map, localize, prelabel, review
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
+PROJECTS = Path(__file__).resolve().parent / "exports"
+"""Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them."""
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
+MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
+LOG = logging.getLogger("fol.app")
 
 
-def _user_error(exc: Exception) -> gr.Error:
-    """A one-line message in the UI instead of a traceback."""
-    return gr.Error(html.escape(str(exc)), title="Cannot do that", print_exception=False)
+def handled(fn: Callable) -> Callable:
+    """The one place errors meet the UI: a UserError becomes its one-line message; anything else is a bug,
+    logged with its traceback on the server and shown as such."""
 
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(html.escape(one_line(exc)), title="Cannot do that", print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception:
+            LOG.exception("error in %s", fn.__name__)
+            raise gr.Error("Something went wrong on the server; it has been logged.", title="Error",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+# --- Localize ---------------------------------------------------------------------------------------
 
 def _preview(path: str | None) -> dict:
     """The uploaded photo's display copy, shown only while there is one."""
     if not path:
         return gr.update(value=None, visible=False)
     try:
-        return gr.update(value=webapp.open_photo(path)[1], visible=True)
-    except webapp.USER_ERRORS as exc:
-        gr.Warning(html.escape(str(exc)), title="Not a usable photo")
+        return gr.update(value=localize.open_photo(path)[1], visible=True)
+    except UserError as exc:
+        gr.Warning(html.escape(one_line(exc)), title="Not a usable photo")
         return gr.update(value=None, visible=False)
 
 
@@ -47,58 +71,74 @@ def _pick_example(evt: gr.SelectData) -> str:
     return EXAMPLE_PHOTOS[evt.index]
 
 
-def _on_model(model_name: str, method: str) -> tuple[str, str]:
+@handled
+def _on_model(model_name: str) -> list:
+    """Load the model (its message if it cannot be), and put its registry layers in the Advanced panel."""
+    note = ""
     try:
         load_model(model_name)
-    except ModelUnavailableError as exc:
-        gr.Warning(str(exc), title=f"{model_name} is not available")
-        return f"⚠️ {exc}", webapp.default_layer(model_name, method)
-    return "", webapp.default_layer(model_name, method)
+    except UserError as exc:
+        gr.Warning(html.escape(one_line(exc)), title=f"{model_name} is not available")
+        note = f"⚠️ {html.escape(one_line(exc))}"
+    values = [localize.default_layer(model_name, c.method) for c in localize.CONTROLS if c.param.name == "layer"]
+    return [note, *values]
 
 
-def _on_method(model_name: str, method: str) -> tuple[str, dict, dict]:
-    fol = method == "fol"
-    return webapp.default_layer(model_name, method), gr.update(visible=fol), gr.update(visible=not fol)
+def _on_method(method: str) -> list:
+    return [gr.update(visible=name == method) for name in METHODS]
 
 
 def _on_class_mode(mode: str) -> tuple[dict, dict]:
     return gr.update(visible=mode == "topn"), gr.update(visible=mode == "named")
 
 
-def _localize(path, model_name, method, class_mode, topn, named, k, kmax, percentile, layer, threshold, otsu,
-              progress=PROGRESS):
+@handled
+def _localize(path, model_name, method, class_mode, topn, named, *controls, progress=PROGRESS):
     """Localize, show why, and open the boxes in the annotator."""
     progress(0.1, desc="Localizing…")
-    try:
-        params = webapp.method_params(method, k, kmax, percentile, layer, threshold, otsu)
-        view = webapp.run_localize(path, model_name, method, class_mode, topn, named, params)
-    except webapp.USER_ERRORS as exc:
-        raise _user_error(exc) from None
+    params = localize.method_params(method, controls)
+    view = localize.run_localize(path, model_name, method, class_mode, topn, named, params)
     progress(1.0, desc="Drawing…")
     return (
         view.boxed, view.why, view.top5, view.summary,
         image_annotator(value=view.annotator, label_list=view.labels, label_colors=view.label_colors),
-        view.photo, webapp.box_table(view.photo.boxes),
+        view.photo, localize.box_table(view.photo.boxes),
         gr.update(value=None, interactive=False), gr.update(value=None, interactive=False),
     )
 
 
-def _accept(annotated, photo, export_dir):
+@handled
+def _accept(annotated, photo, workdir):
     """The boxes as the user left them, in the photo's pixels, written as VOC and COCO for download."""
     if photo is None or not annotated:
-        raise _user_error(webapp.InputError("Localize a photo first, then accept its boxes."))
+        raise localize.InputError("Localize a photo first, then accept its boxes.")
     boxes = photo.from_annotator(annotated.get("boxes") or [])
-    export_dir = export_dir or webapp.new_export_dir()
-    voc_path, coco_path = webapp.export_files(photo, boxes, export_dir)
+    workdir = webapp.workdir(workdir)
+    voc_path, coco_path = localize.export_files(photo, boxes, workdir)
     gr.Info(f"Accepted {len(boxes)} box{'es' if len(boxes) != 1 else ''}: the downloads are ready.")
-    return (webapp.box_table(boxes), gr.update(value=str(voc_path), interactive=True),
-            gr.update(value=str(coco_path), interactive=True), export_dir)
+    return (localize.box_table(boxes), gr.update(value=str(voc_path), interactive=True),
+            gr.update(value=str(coco_path), interactive=True), workdir)
+
+
+def _control(control: localize.Control):
+    """The Advanced panel's component for one method parameter (generated from its declaration)."""
+    p = control.param
+    if control.word:
+        return gr.Checkbox(False, label=f"Use {control.word} instead")
+    if p.name == "layer":
+        return gr.Textbox(localize.control_default(control, DEFAULT_MODEL), label="Layer (module path)")
+    if p.choices:
+        return gr.Radio(list(p.choices), value=p.default, label=p.describe())
+    if p.low is not None and p.high is not None:
+        return gr.Slider(p.low, p.high, value=p.default, step=p.step or (1 if p.kind is int else 0.01),
+                         label=f"{p.name}: {p.help.split(': ', 1)[-1]}")
+    return gr.Number(p.default, label=p.describe())
 
 
 def localize_tab() -> None:
     """The Localize tab: one photo in; boxes, why, editable boxes and exports out."""
-    photo_state = gr.State(None)  # webapp.Photo of this user's last run
-    export_dir = gr.State(None, delete_callback=webapp.remove_export_dir)
+    photo_state = gr.State(None)  # localize.Photo of this user's last run
+    workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             photo = gr.File(label="1 · Photo (JPEG, PNG, WebP, TIFF…)", file_types=EXAMPLE_EXTENSIONS,
@@ -109,22 +149,17 @@ def localize_tab() -> None:
                                   allow_preview=False, elem_id="example-gallery")
             model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
             model_note = gr.Markdown()
-            method = gr.Radio(webapp.METHOD_CHOICES, value="fol", label="Method")
-            class_mode = gr.Radio(webapp.CLASS_MODES, value="top1", label="Which classes")
+            method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
+            class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
             topn = gr.Slider(2, 10, value=3, step=1, label="N: up to this many classes", visible=False)
-            named = gr.Dropdown(webapp.class_choices(), multiselect=True, filterable=True, visible=False,
+            named = gr.Dropdown(localize.class_choices(), multiselect=True, filterable=True, visible=False,
                                 label="ImageNet classes (type to search)", elem_id="named-classes")
             with gr.Accordion("Advanced", open=False):
-                layer = gr.Textbox(webapp.default_layer(DEFAULT_MODEL, "fol"), label="Layer (module path)")
-                with gr.Group(visible=True) as fol_params:
-                    k = gr.Slider(1, 20, value=webapp.FOL_DEFAULTS["k"], step=1, label="k: blobs in the union")
-                    kmax = gr.Slider(1, 40, value=webapp.FOL_DEFAULTS["kmax"], step=1, label="kmax: neurons ranked")
-                    percentile = gr.Slider(50, 99, value=webapp.FOL_DEFAULTS["percentile"], step=1,
-                                           label="Percentile: a neuron's map is kept above this")
-                with gr.Group(visible=False) as cam_params:
-                    threshold = gr.Slider(0.0, 0.95, value=webapp.THRESHOLD_DEFAULT, step=0.05,
-                                          label="Threshold: fraction of the heatmap's maximum")
-                    otsu = gr.Checkbox(False, label="Use Otsu's threshold instead")
+                groups, controls = [], []
+                for name in METHODS:
+                    with gr.Group(visible=name == DEFAULT_METHOD) as group:
+                        controls += [_control(c) for c in localize.CONTROLS if c.method == name]
+                    groups.append(group)
             run = gr.Button("Localize", variant="primary", elem_id="localize-button")
         with gr.Column(scale=3, min_width=420):
             summary = gr.Markdown("Upload a photo or pick an example, then press **Localize**.", elem_id="summary")
@@ -146,76 +181,37 @@ def localize_tab() -> None:
                                         box_min_size=4, boxes_alpha=0.15, elem_id="annotator")
         with gr.Column(scale=2, min_width=300):
             accept = gr.Button("Accept boxes", variant="primary", elem_id="accept-button")
-            table = gr.Dataframe(headers=webapp.BOX_TABLE_HEADERS, label="Boxes in the photo's pixels",
+            table = gr.Dataframe(headers=localize.BOX_TABLE_HEADERS, label="Boxes in the photo's pixels",
                                  interactive=False, wrap=True)
             with gr.Row():
                 voc_file = gr.DownloadButton("Pascal VOC XML", interactive=False, elem_id="download-voc")
                 coco_file = gr.DownloadButton("COCO JSON", interactive=False, elem_id="download-coco")
 
+    layers = [c for c, ctl in zip(controls, localize.CONTROLS) if ctl.param.name == "layer" and not ctl.word]
     photo.change(_preview, photo, preview, api_visibility="private")
     examples.select(_pick_example, None, photo, api_visibility="private")
-    model.change(_on_model, [model, method], [model_note, layer], api_visibility="private")
-    method.change(_on_method, [model, method], [layer, fol_params, cam_params], api_visibility="private")
+    model.change(_on_model, model, [model_note, *layers], api_visibility="private")
+    method.change(_on_method, method, groups, api_visibility="private")
     class_mode.change(_on_class_mode, class_mode, [topn, named], api_visibility="private")
     run.click(
-        _localize,
-        [photo, model, method, class_mode, topn, named, k, kmax, percentile, layer, threshold, otsu],
-        [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file],
-        api_name="localize",
+        _localize, [photo, model, method, class_mode, topn, named, *controls],
+        [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file], api_name="localize",
     )
-    accept.click(_accept, [annotator, photo_state, export_dir], [table, voc_file, coco_file, export_dir],
-                 api_name="accept")
+    accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
 
 
-PROJECTS = Path(__file__).resolve().parent / "exports"
-"""Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them."""
-LABEL_MAP_EXAMPLE = """labels:
-  dog: [dog]              # a WordNet group: every dog breed
-  cat: [domestic cat]     # tabby, tiger cat, Persian, Siamese, Egyptian cat
-  cup: [cup, coffee mug, espresso]
-threshold: 0.1            # below this score: "no object found"
-"""
-
-
-def _check_map(text: str) -> str:
-    """What each label of the map means, or why it cannot be used."""
-    if not (text or "").strip():
-        return "No map: each image gets the ImageNet class names."
-    try:
-        lm = LabelMap.parse(text)
-    except review.USER_ERRORS as exc:
-        return f"⚠️ {html.escape(str(exc))}"
-    return "\n".join(f"- {html.escape(line)}" for line in lm.describe()) + f"\n\nthreshold: {lm.threshold}"
-
+# --- Pre-label --------------------------------------------------------------------------------------
 
 def _project_choices(value: str | None = None) -> dict:
     names = review.list_projects(PROJECTS)
     return gr.update(choices=names, value=value if value in names else None)
 
 
+@handled
 def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, progress=PROGRESS):
     """Pre-label a folder or an uploaded zip into exports/NAME, resuming what is there."""
-    source = upload or (folder or "").strip()
-    if not source:
-        raise _user_error(review.ProjectError("Give a folder on this server, or upload a zip of images."))
-    image_labels = {"folders": "folders", "csv": label_csv}.get(label_mode)
-    if label_mode == "csv" and not label_csv:
-        raise _user_error(review.ProjectError("Upload the CSV of image-level labels (columns image, label)."))
-
-    def step(done: int, total: int, key: str) -> None:
-        progress((done, total), desc=f"Pre-labeling {key}" if key else "Pre-labeling", unit="images")
-
-    try:
-        out = review.project_folder(PROJECTS, name)
-        project, summary, new = prelabel_folder(source, out, map_text, image_labels, method, int(limit or 0) or None,
-                                                bool(overwrite), progress=step)
-    except review.USER_ERRORS as exc:
-        raise _user_error(exc) from None
-    review.forget(out)
-    errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
-    note = (f"**{project.name}**: {new} new images; {summary.line()}{errors}\n\n"
-            f"{review.counts_line(project.counts())}. Open the **Review** tab (↻, then Open) to check the boxes.")
-    return note
+    return prelabel.run(PROJECTS, folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite,
+                        prelabel.progress_steps(progress))
 
 
 def prelabel_tab() -> None:
@@ -230,11 +226,11 @@ def prelabel_tab() -> None:
             upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath", height=130,
                              elem_id="prelabel-zip")
             name = gr.Textbox("my-project", label="Project name (exports/NAME)", elem_id="prelabel-name")
-            label_mode = gr.Radio([("None", "none"), ("Folder names", "folders"), ("A CSV (image, label)", "csv")],
-                                  value="none", label="Image-level labels (narrow the class to localize)")
+            label_mode = gr.Radio(prelabel.LABEL_MODES, value="none",
+                                  label="Image-level labels (narrow the class to localize)")
             label_csv = gr.File(label="CSV of image-level labels", file_types=[".csv"], type="filepath", height=130,
                                 visible=False)
-            method = gr.Radio(webapp.METHOD_CHOICES, value="fol", label="Method", elem_id="prelabel-method")
+            method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method", elem_id="prelabel-method")
             limit = gr.Number(0, precision=0, minimum=0, label="At most this many images now (0: all)")
             overwrite = gr.Checkbox(False, label="Start the project again if it holds another source (asks nothing more)")
             run = gr.Button("Pre-label", variant="primary", elem_id="prelabel-button")
@@ -244,15 +240,17 @@ def prelabel_tab() -> None:
             with gr.Row():
                 example = gr.Button("Insert an example map")
                 check = gr.Button("Check the map")
-            meaning = gr.Markdown(_check_map(""))
+            meaning = gr.Markdown(prelabel.check_map(""))
     result = gr.Markdown(elem_id="prelabel-result")
-    check.click(_check_map, map_text, meaning, api_visibility="private")
-    example.click(lambda: (LABEL_MAP_EXAMPLE, _check_map(LABEL_MAP_EXAMPLE)), None, [map_text, meaning],
-                  api_visibility="private")
+    check.click(prelabel.check_map, map_text, meaning, api_visibility="private")
+    example.click(lambda: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE)), None,
+                  [map_text, meaning], api_visibility="private")
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
     run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite],
               result, api_name="prelabel")
 
+
+# --- Review -----------------------------------------------------------------------------------------
 
 def _review_outputs(state: dict) -> tuple:
     """(state, annotator, note, counts, position) for the image at the state's position."""
@@ -262,44 +260,32 @@ def _review_outputs(state: dict) -> tuple:
     return state, annot, view.info, review.counts_line(view.counts), view.position
 
 
-def _review_call(fn, *args):
-    try:
-        return _review_outputs(fn(*args))
-    except review.USER_ERRORS as exc:
-        raise _user_error(exc) from None
-
-
+@handled
 def _open_review(name, order, status):
-    if not name:
-        raise _user_error(review.ProjectError("Pre-label a folder first, or pick a project."))
-    return _review_call(review.start, PROJECTS / name, order, status)
+    return _review_outputs(review.open_queue(PROJECTS, name, order, status))
 
 
-def _need(state):
-    if not state:
-        raise _user_error(review.ProjectError("Open a project first."))
-    return state
-
-
+@handled
 def _decide(state, annotated, action):
-    return _review_call(review.decide, _need(state), action, annotated)
+    return _review_outputs(review.decide(review.need(state), action, annotated))
 
 
-def _export(state, formats, include_proposals, overwrite):
+@handled
+def _move(state, step):
+    return _review_outputs(review.move(review.need(state), step))
+
+
+@handled
+def _jump(state, target):
+    return _review_outputs(review.jump(review.need(state), target))
+
+
+@handled
+def _export(state, formats, include_proposals, overwrite, workdir):
     """Write the chosen formats into the project's folder and offer each as a zip."""
-    state = _need(state)
-    if not formats:
-        raise _user_error(bootstrap_export.ExportError("Choose at least one format."))
-    project = review.get_project(state["project"])
-    downloads = webapp.new_export_dir()
-    try:
-        folders = bootstrap_export.export_all(project, formats, include_proposals=include_proposals,
-                                              overwrite=overwrite)
-    except review.USER_ERRORS as exc:
-        raise _user_error(exc) from None
-    files = [str(bootstrap_export.zip_export(path, downloads)) for path in folders.values()]
-    n = len(project.annotated(include_proposals))
-    return f"Exported {n} images to " + ", ".join(f"`{p}`" for p in folders.values()), files
+    workdir = webapp.workdir(workdir)
+    note, files = review.export(state, formats, include_proposals, overwrite, workdir)
+    return note, files, workdir
 
 
 def review_tab() -> list:
@@ -307,13 +293,13 @@ def review_tab() -> list:
 
     Returns its outputs (state, annotator, note, counts, position), so other tabs can open an image here."""
     state = gr.State(None)
+    workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row():
         project = gr.Dropdown(review.list_projects(PROJECTS), value=None, label="Project", scale=2,
                               elem_id="review-project")
         refresh = gr.Button("↻", scale=0, min_width=40)
-        order = gr.Radio([("Least sure first", "confidence"), ("By file name", "name")], value="confidence",
-                         label="Order", scale=2)
-        status = gr.Radio(["pending", "all", "accepted", "rejected"], value="pending", label="Show", scale=2)
+        order = gr.Radio(list(review.ORDERS), value="confidence", label="Order", scale=2)
+        status = gr.Radio(list(review.SHOWN), value="pending", label="Show", scale=2)
         start = gr.Button("Open", variant="primary", scale=1, elem_id="review-open")
     counts = gr.Markdown(elem_id="review-counts")
     with gr.Row(equal_height=False):
@@ -338,9 +324,7 @@ def review_tab() -> list:
                 go = gr.Button("Go", scale=1, min_width=50)
     with gr.Accordion("Export the project", open=False):
         with gr.Row():
-            formats = gr.CheckboxGroup([("Pascal VOC", "voc"), ("COCO JSON", "coco"), ("YOLO", "yolo"),
-                                        ("Hugging Face datasets", "hf")], value=["voc", "coco", "yolo", "hf"],
-                                       label="Formats")
+            formats = gr.CheckboxGroup(list(review.FORMATS), value=[v for _, v in review.FORMATS], label="Formats")
             include = gr.Checkbox(False, label="Also export unreviewed proposals")
             overwrite = gr.Checkbox(False, label="Write into a folder that is not this project's export")
         export = gr.Button("Export", elem_id="review-export")
@@ -353,101 +337,75 @@ def review_tab() -> list:
     accept.click(lambda s, a: _decide(s, a, "accept"), [state, annotator], outputs, api_name="review_accept")
     reject.click(lambda s, a: _decide(s, a, "reject"), [state, annotator], outputs, api_visibility="private")
     skip.click(lambda s, a: _decide(s, a, "skip"), [state, annotator], outputs, api_visibility="private")
-    prev.click(lambda s: _review_call(review.move, _need(s), -1), state, outputs, api_visibility="private")
-    nxt.click(lambda s: _review_call(review.move, _need(s), 1), state, outputs, api_visibility="private")
-    go.click(lambda s, t: _review_call(review.jump, _need(s), t), [state, target], outputs, api_visibility="private")
-    export.click(_export, [state, formats, include, overwrite], [exported, files], api_name="review_export")
+    prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private")
+    nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private")
+    go.click(_jump, [state, target], outputs, api_visibility="private")
+    export.click(_export, [state, formats, include, overwrite, workdir], [exported, files, workdir],
+                 api_name="review_export")
     return outputs
 
 
-MAP_SOURCES = ["Upload", "Bootstrap project"]
-MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
-
+# --- Dataset map ------------------------------------------------------------------------------------
 
 def _map_source(choice: str) -> tuple[dict, dict]:
-    """Show the upload box, or the list of bootstrap projects (the newest chosen)."""
-    up = choice == MAP_SOURCES[0]
+    """Show the upload box, or the list of pre-labeling projects (the newest chosen)."""
+    up = choice == dataset_map.SOURCES[0]
     names = [] if up else review.list_projects(PROJECTS)
     return gr.update(visible=up), gr.update(visible=not up, choices=names, value=names[-1] if names else None)
 
 
+@handled
 def _make_map(choice, uploads, project, model_name, limit, workdir, progress=MAP_PROGRESS):
-    """Features, t-SNE, the picture and the scatter for the uploaded images or a bootstrap project."""
-    workdir = workdir or webapp.new_export_dir()
-    folder = None
-    try:
-        if choice == MAP_SOURCES[1]:
-            if not project:
-                raise review.ProjectError("No bootstrap project yet: pre-label a folder first (Pre-label tab).")
-            folder = str(PROJECTS / project)
-            names, opener, label_map = tsne.project_images(folder)
-        else:
-            if not uploads:
-                raise webapp.InputError("Upload a folder, some images or a zip of them first.")
-            names, opener, label_map = [str(p) for p in tsne.collect_uploads(uploads, workdir)], None, None
-        progress(0, desc="Features…")
-        dmap = tsne.build_map(names[: int(limit)], load_model(model_name), label_map, opener=opener)
-    except (tsne.MapError, *review.USER_ERRORS, *webapp.USER_ERRORS) as exc:
-        raise _user_error(exc) from None
-    progress(0.95, desc="Drawing…")
-    size = tsne.auto_size(len(dmap))
-    png, csv_path = Path(workdir) / "dataset-map.png", Path(workdir) / "dataset-map.csv"
-    tsne.render_map(dmap, size).save(png)
-    tsne.write_csv(dmap, csv_path)
-    left_out = "; ".join(html.escape(s) for s in dmap.skipped[:5])
-    skipped = f"  \n{len(dmap.skipped)} unreadable file(s) left out: {left_out}" if dmap.skipped else ""
-    where = " Clicking one also opens it in the **Review** tab." if folder else ""
-    summary = (f"**{len(dmap)} images** mapped in {sum(dmap.seconds.values()):.0f} s, framed by {dmap.colour_by}. "
-               f"Click a thumbnail, or brush across the scatter, to see an image.{where}{skipped}")
-    scatter = gr.ScatterPlot(tsne.scatter_table(dmap), x="x", y="y", color="group",
-                             color_map=tsne.scatter_colours(dmap), tooltip=["image", "name", "label", "probability"])
-    state = {"map": dmap, "size": size, "project": folder}
-    return (str(png), scatter, summary, state, gr.update(value=str(png), interactive=True),
-            gr.update(value=str(csv_path), interactive=True), workdir, [], [], gr.update(visible=bool(folder)))
-
-
-def _show_point(state: dict | None, index: int | None, session: dict | None, linked: bool) -> tuple:
-    """The photo behind a point and its label; for a bootstrap project, the review queue moves to that image."""
-    keep = (gr.skip(),) * (len(REVIEW_OUTPUTS) if linked else 0)
-    if not state or index is None:
-        return (gr.skip(), "Click on a thumbnail.", *keep)
-    dmap, folder = state["map"], state["project"]
-    try:
-        photo = tsne.open_point(dmap, index, folder)
-    except (*review.USER_ERRORS, *webapp.USER_ERRORS) as exc:
-        raise _user_error(exc) from None
-    about = tsne.describe_point(dmap, index)
-    if linked and folder:
-        try:
-            return (photo, about + " · opened in the **Review** tab", *_review_outputs(
-                tsne.review_at(folder, dmap.paths[index], session)))
-        except review.USER_ERRORS as exc:
-            about += f" · {html.escape(str(exc))}"
-    return (photo, about, *keep)
+    """Features, t-SNE, the picture and the scatter for the uploaded images or a pre-labeling project."""
+    workdir = webapp.workdir(workdir)
+    progress(0, desc="Features…")
+    view = dataset_map.make_map(choice, uploads, PROJECTS, project, model_name, limit, workdir)
+    scatter = gr.ScatterPlot(view.table, x="x", y="y", color="group", color_map=view.colours,
+                             tooltip=["image", "name", "label", "probability"])
+    linked = bool(view.state["project"])
+    return (str(view.picture), scatter, view.summary, view.state, gr.update(value=str(view.picture), interactive=True),
+            gr.update(value=str(view.csv), interactive=True), workdir, [], [], gr.update(visible=linked))
 
 
 REVIEW_OUTPUTS = ("state", "annotator", "note", "counts", "position")
-"""What the Review tab's components show (app's _review_outputs), in that order."""
+"""What the Review tab's components show (_review_outputs), in that order."""
+
+
+@handled
+def _show_point(state: dict | None, index: int | None, session: dict | None, linked: bool) -> tuple:
+    """The photo behind a point and its label; for a pre-labeling project, the review queue moves to that image."""
+    keep = (gr.skip(),) * (len(REVIEW_OUTPUTS) if linked else 0)
+    if not state or index is None:
+        return (gr.skip(), "Click on a thumbnail.", *keep)
+    photo, about = dataset_map.show_point(state, index)
+    folder = state["project"]
+    if linked and folder:
+        try:
+            moved = dataset_map.review_at(folder, state["map"].paths[index], session)
+            return (photo, about + " · opened in the **Review** tab", *_review_outputs(moved))
+        except UserError as exc:
+            about += f" · {html.escape(one_line(exc))}"
+    return (photo, about, *keep)
 
 
 def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = None) -> None:
     """The Dataset map tab: a t-SNE picture of a collection, and a scatter to explore it.
 
     With the Review tab's outputs (its state, annotator, note, counts, position) and the app's Tabs, clicking an
-    image of a bootstrap project also opens it in the review queue."""
+    image of a pre-labeling project also opens it in the review queue."""
     linked = review_outputs is not None
-    map_state = gr.State(None)  # {"map": tsne.DatasetMap, "size": picture side, "project": folder or None}
-    workdir = gr.State(None, delete_callback=webapp.remove_export_dir)
+    map_state = gr.State(None)  # see dataset_map.MapView.state
+    workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     band = gr.State([])  # indices of the images shown in the band gallery
     gr.Markdown("Where each image sits among the others, as the classifier sees them: its penultimate-layer "
                 "features, PCA to 50 dimensions, then t-SNE. Similar images gather; frames show the predicted "
                 "class (or the project's own label).")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
-            source = gr.Radio(MAP_SOURCES, value=MAP_SOURCES[0], label="Images", elem_id="map-source")
+            source = gr.Radio(dataset_map.SOURCES, value=dataset_map.SOURCES[0], label="Images", elem_id="map-source")
             uploads = gr.File(label="A folder, some images, or a zip", file_count="multiple", height=160,
                               file_types=["image", ".zip"], type="filepath", elem_id="map-upload")
-            project = gr.Dropdown([], label="Bootstrap project", visible=False, elem_id="map-project")
+            project = gr.Dropdown([], label="Pre-labeling project", visible=False, elem_id="map-project")
             model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
             limit = gr.Slider(3, 2000, value=1000, step=1, label="At most this many images")
             make = gr.Button("Make the map", variant="primary", elem_id="map-button")
@@ -472,16 +430,13 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
     shown = [photo, about, *(review_outputs or [])]
 
     def click_map(state, sess, evt: gr.SelectData):
-        index = tsne.image_at(state["map"], evt.index[0], evt.index[1], state["size"]) if state else None
-        return _show_point(state, index, sess, linked)
+        return _show_point(state, dataset_map.point_at(state, evt.index[0], evt.index[1]), sess, linked)
 
     def brush(state, evt: gr.SelectData):
         """The images in the x band brushed on the scatter, as a gallery."""
-        if not state or not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
+        if not isinstance(evt.index, (list, tuple)) or len(evt.index) != 2:
             return [], []
-        dmap = state["map"]
-        picked = tsne.in_x_range(dmap, float(evt.index[0]), float(evt.index[1]))
-        return [(dmap.thumbnails[i], dmap.labels[i]) for i in picked], picked
+        return dataset_map.band(state, float(evt.index[0]), float(evt.index[1]))
 
     def pick_in_band(state, picked, sess, evt: gr.SelectData):
         return _show_point(state, picked[evt.index] if evt.index < len(picked) else None, sess, linked)

@@ -12,21 +12,23 @@ import torch
 from tqdm import tqdm
 
 from .cli import add_model_arguments
+from .engine import localize
 from .images import IMAGE_SUFFIXES, load_image
-from .localize import localize
-from .models import load_model
+from .methods import DEFAULT_METHOD, METHODS
+from .models import Classifier, load_model
 
-HELP = "time fol (batched and reference), gradcam and cam per image on real photos"
+HELP = "time each method (and its declared variants, e.g. fol's reference schedule) per image on real photos"
 
 DEV_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-val-dev" / "JPEGImages"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-RUNS = {
-    "fol": ("fol", {"schedule": "batched"}),
-    "fol_reference": ("fol", {"schedule": "reference"}),
-    "gradcam": ("gradcam", {}),
-    "cam": ("cam", {}),
-}
+
+
+def runs(model: Classifier) -> dict[str, tuple[str, dict]]:
+    """Every method that runs on the model, with its defaults, then each method's declared bench variants."""
+    usable = {name: m for name, m in METHODS.items() if not m.unavailable(model)}
+    return {**{name: (name, {}) for name in usable},
+            **{run: (name, params) for name, m in usable.items() for run, params in m.bench_runs.items()}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,21 +48,19 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights)
     files = photos(args.images, args.limit)
     images = [load_image(f) for f in files]
-    localize(images[0], model, "fol")  # warm-up: first-call allocations are not the method's cost
+    plan = runs(model)
+    localize(images[0], model, DEFAULT_METHOD)  # warm-up: first-call allocations are not the method's cost
     report: dict = {"model": model.name, "images": len(images), "threads": torch.get_num_threads()}
-    for key, (method, params) in RUNS.items():
+    for key, (method, params) in plan.items():
         times = []
         for img in tqdm(images, desc=key, unit="img", leave=False):
             start = time.perf_counter()
             localize(img, model, method, **params)
             times.append(time.perf_counter() - start)
         report[key] = {"s_per_image": round(statistics.median(times), 4)}
-    report["ratio_fol_over_gradcam"] = round(report["fol"]["s_per_image"] / report["gradcam"]["s_per_image"], 2)
-    report["ratio_fol_reference_over_fol"] = round(report["fol_reference"]["s_per_image"] / report["fol"]["s_per_image"], 2)
     print(f"{len(images)} photos from {files[0].parent}, model {model.name}, {report['threads']} threads")
-    for key in RUNS:
+    for key in plan:
         print(f"  {key:<14} {report[key]['s_per_image']:.3f} s/image (median)")
-    print(f"  fol / gradcam = {report['ratio_fol_over_gradcam']}, fol_reference / fol = {report['ratio_fol_reference_over_fol']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -28,6 +29,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model, BLAS and OpenMP "
                         "(default: the libraries'; on a machine busy with other work 1 can be several times faster)")
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """--method (or --methods) and one flag per method parameter, generated from the methods' declarations."""
+    from .methods import DEFAULT_METHOD, METHODS
+
+    if several:
+        parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: %(default)s)")
+    else:
+        parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS), help="default: %(default)s")
+    helps: dict[str, list[str]] = {}
+    for method in METHODS.values():
+        for p in method.params:
+            helps.setdefault(p.name, [])
+            if p.describe() not in helps[p.name]:
+                helps[p.name].append(p.describe())
+    for name, texts in helps.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=" | ".join(texts))
+
+
+def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The parameters of `method` the user set on the command line, checked (ParamError); the rest keep
+    the method's defaults."""
+    from .methods import get_method
+
+    return {p.name: p.parse(getattr(args, p.name)) for p in get_method(method).params
+            if getattr(args, p.name, None) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:

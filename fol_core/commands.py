@@ -9,33 +9,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cli import add_model_arguments
+from .cli import add_method_arguments, add_model_arguments, method_params
 from .draw import explain_figure, overlay
-from .imagenet import UnknownClassError
-from .images import ImageError, load_image
-from .localize import localize
-from .methods import METHODS
-from .models import ModelUnavailableError, load_model
+from .engine import ImageNetRequest, explain_photo
+from .errors import UserError, one_line
+from .images import load_image
+from .methods import create_method
+from .models import load_model
 
 HELP = "localize objects in photos: an overlay PNG and a JSON of boxes per photo"
-
-
-def add_method_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", default="fol", choices=list(METHODS), help="default: %(default)s")
-    parser.add_argument("--k", type=int, default=None, help="FOL: blobs in the union (default 5)")
-    parser.add_argument("--kmax", type=int, default=None, help="FOL: neurons ranked (default 10)")
-    parser.add_argument("--percentile", type=float, default=None, help="FOL: threshold percentile of a neuron's map")
-    parser.add_argument("--layer", default=None, help="conv layer (module path); default from the model registry")
-    parser.add_argument("--threshold", default=None, help="Grad-CAM/CAM: fraction of the maximum, or 'otsu'")
-
-
-def method_params(args: argparse.Namespace) -> dict:
-    """The method parameters the user set (the rest keep the method's defaults)."""
-    names = {"fol": ("k", "kmax", "percentile", "layer"), "gradcam": ("layer", "threshold"), "cam": ("layer", "threshold")}
-    params = {n: getattr(args, n) for n in names[args.method] if getattr(args, n, None) is not None}
-    if "threshold" in params and params["threshold"] != "otsu":
-        params["threshold"] = float(params["threshold"])
-    return params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,20 +42,21 @@ def _unique_stem(path: Path, taken: set[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
-    except ModelUnavailableError as exc:
+        method = create_method(args.method, model, **method_params(args, args.method))
+        request = ImageNetRequest.of(args.classes, args.topn)
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    params = method_params(args)
     failed, taken = 0, set()
     for name in tqdm(args.images, desc="localize", unit="img", disable=len(args.images) < 2):
         path = Path(name)
         try:
             photo = load_image(path)
-            result = localize(photo, model, args.method, classes=args.classes, topn=args.topn, **params)
-        except (ImageError, UnknownClassError, ValueError) as exc:
-            tqdm.write(f"skipped {name}: {exc}", file=sys.stderr)
+            result = explain_photo(photo, method, request)
+        except (UserError, OSError) as exc:
+            tqdm.write(f"skipped {name}: {one_line(exc)}", file=sys.stderr)
             failed += 1
             continue
         result.image = str(path)

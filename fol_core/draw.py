@@ -19,7 +19,7 @@ def class_colour(class_index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType
@@ -32,15 +32,15 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, side // 250)
-    font = _font(max(12, side // 40))
+    face = font(max(12, side // 40))
     for b in boxes:
         colour = class_colour(b.class_index)
         draw.rectangle([b.x0, b.y0, b.x1 - 1, b.y1 - 1], outline=colour, width=width)
         text = f"{b.label} {b.score:.2f}" if scores else b.label
-        tx, ty = b.x0, max(0.0, b.y0 - font.size - 2 * width)
-        _, _, x1, y1 = draw.textbbox((tx + width, ty + width), text, font=font)
+        tx, ty = b.x0, max(0.0, b.y0 - face.size - 2 * width)
+        _, _, x1, y1 = draw.textbbox((tx + width, ty + width), text, font=face)
         draw.rectangle([tx, ty, x1 + width, y1 + width], fill=colour)
-        draw.text((tx + width, ty + width), text, fill=(0, 0, 0), font=font)
+        draw.text((tx + width, ty + width), text, fill=(0, 0, 0), font=face)
     return out
 
 
@@ -85,7 +85,7 @@ def _tile(arr: np.ndarray | Image.Image, size: int, caption: str) -> Image.Image
     img = arr if isinstance(arr, Image.Image) else Image.fromarray(arr)
     tile = Image.new("RGB", (size, size + 18), (255, 255, 255))
     tile.paste(img.convert("RGB").resize((size, size)), (0, 18))
-    ImageDraw.Draw(tile).text((2, 2), caption, fill=(0, 0, 0), font=_font(12))
+    ImageDraw.Draw(tile).text((2, 2), caption, fill=(0, 0, 0), font=font(12))
     return tile
 
 

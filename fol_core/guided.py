@@ -23,8 +23,6 @@ class _GuidedClamp(torch.autograd.Function):
     The ReLU6 cap is ignored going backward, as in guided backprop's rule: a neuron saturated at 6
     would otherwise pass no gradient at all and give an empty map."""
 
-    generate_vmap_rule = True  # lets torch.autograd.grad(..., is_grads_batched=True) batch backward passes
-
     @staticmethod
     def forward(x: torch.Tensor, upper: float | None) -> torch.Tensor:
         return x.clamp(min=0.0, max=upper)
@@ -78,10 +76,6 @@ def guided_backprop(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         _guided_models.reset(token)
-
-
-def is_guided(model: nn.Module) -> bool:
-    return id(model) in _guided_models.get()
 
 
 @contextmanager

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class ImageNetClass:
@@ -48,7 +50,7 @@ def _lookup() -> dict[str, int]:
     return table
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(UserError):
     """A class query that names no ImageNet class."""
 
 

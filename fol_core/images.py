@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
+
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -22,7 +24,7 @@ MIN_SIDE = 16
 _ORIENTATION = 0x0112  # the EXIF tag
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An input that is not a usable image; the message is one line meant for the user."""
 
 

@@ -14,12 +14,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import UserError
 from .guided import make_switchable
 from .imagenet import class_names
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(UserError):
     """The weights of a model cannot be found offline; the message says how to provide them."""
+
+
+class LayerError(UserError):
+    """A layer path the network does not have."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class Classifier:
         try:
             return self.net.get_submodule(path)
         except AttributeError:
-            raise ValueError(f"{self.name} has no layer {path!r}") from None
+            raise LayerError(f"{self.name} has no layer {path!r}") from None
 
     def to_pixels(self, image: Image.Image, size: int | None = None) -> torch.Tensor:
         """The whole photo stretched to size x size (no crop, so boxes map back to every pixel), in [0, 1]."""
@@ -100,11 +105,6 @@ class Classifier:
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self._mean) / self._std
-
-    @torch.inference_mode()
-    def predict(self, image: Image.Image) -> torch.Tensor:
-        """Class probabilities, shape (1000,)."""
-        return self.net(self.normalize(self.to_pixels(image))).softmax(-1)[0]
 
     @torch.inference_mode()
     def features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,6 +81,11 @@ class Localization:
     explanations: list[Explanation] = field(default_factory=list)
     seconds: float = 0.0
     image: str = ""
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    """The classifier's 1000 class probabilities (not written to JSON: callers score their own labels with it)."""
+
+    def top5_dicts(self) -> list[dict[str, Any]]:
+        return [{"class_index": i, "label": n, "probability": round(p, 5)} for i, n, p in self.top5]
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's per-image JSON: {image, width, height, model, boxes, seconds} (+ method, top5)."""
@@ -91,6 +96,6 @@ class Localization:
             "model": self.model,
             "method": self.method,
             "boxes": [b.to_dict() for b in self.boxes],
-            "top5": [{"class_index": i, "label": n, "probability": round(p, 5)} for i, n, p in self.top5],
+            "top5": self.top5_dicts(),
             "seconds": round(self.seconds, 4),
         }

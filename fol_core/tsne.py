@@ -8,9 +8,7 @@ framed in the colour of its predicted class (or of its user label), plus a CSV o
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
-import io
 import math
 import sys
 import time
@@ -24,11 +22,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from .bootstrap.labelmap import LabelMap, LabelMapError, load_label_map
-from .draw import class_colour
+from .draw import class_colour, font
+from .errors import UserError
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, ImageError, load_image
-from .models import Classifier, ModelUnavailableError
+from .labelmap import LabelMap, load_label_map
+from .models import Classifier
 
 HELP = "a t-SNE map of a folder of images from the classifier's features: a PNG of thumbnails and a CSV"
 
@@ -54,7 +53,7 @@ Opener = Callable[[str], Image.Image]
 """Opens one image by its name (a path, or a key of a bootstrap project's source) as upright RGB."""
 
 
-class MapError(ValueError):
+class MapError(UserError):
     """A collection that cannot be mapped; the message is one line for the user."""
 
 
@@ -189,10 +188,7 @@ def assign_labels(probs: np.ndarray, label_map: LabelMap | None = None
     if label_map is None:
         names = [classes()[int(c)].name for c in top]
         return names, probs[np.arange(len(top)), top], [class_colour(int(c)) for c in top]
-    member = np.zeros((probs.shape[1], len(label_map.labels)), dtype=probs.dtype)
-    for j, idx in enumerate(label_map.labels.values()):
-        member[list(idx), j] = 1.0
-    scores = probs @ member  # a label's score: the sum of its classes' probabilities
+    scores = label_map.score_matrix(torch.from_numpy(probs)).numpy()
     best = scores.argmax(1)
     best_score = scores[np.arange(len(best)), best]
     names, labels, colours = label_map.names, [], []
@@ -241,13 +237,6 @@ def layout(xy: np.ndarray, size: int, thumb: int = THUMB) -> np.ndarray:
     return np.round(margin + unit * (size - thumb - 2 * margin)).astype(int)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
     while text and draw.textlength(text, font=font) > width:
         text = text[:-2] + "…" if len(text) > 2 else ""
@@ -276,11 +265,11 @@ def render_map(dmap: DatasetMap, size: int | None = None, thumb: int = THUMB, en
 def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: int, entries: int) -> None:
     """The legend column right of the size x size plot."""
     x0, fs = size, max(10, size // 90)
-    font, small = _font(fs), _font(max(9, fs * 3 // 4))
+    big, small = font(fs), font(max(9, fs * 3 // 4))
     pad = fs // 2
     draw.rectangle([x0, 0, x0 + width - 1, size - 1], fill=(246, 246, 246))
     y = pad
-    for text, f in ((f"{len(dmap)} images", font), (f"model: {dmap.model}", small),
+    for text, f in ((f"{len(dmap)} images", big), (f"model: {dmap.model}", small),
                     (f"frame = {dmap.colour_by}", small)):
         draw.text((x0 + pad, y), _fit(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
         y += int(f.size * 1.4)
@@ -288,8 +277,8 @@ def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: 
     shown = dmap.legend(entries)
     for label, colour, n in shown:
         draw.rectangle([x0 + pad, y, x0 + pad + fs, y + fs], fill=colour)
-        text = _fit(draw, f"{label} ({n})", font, width - 3 * pad - fs)
-        draw.text((x0 + 2 * pad + fs, y), text, fill=(0, 0, 0), font=font)
+        text = _fit(draw, f"{label} ({n})", big, width - 3 * pad - fs)
+        draw.text((x0 + 2 * pad + fs, y), text, fill=(0, 0, 0), font=big)
         y += int(fs * 1.5)
     rest = len(dmap) - sum(n for _, _, n in shown)
     if rest:
@@ -316,115 +305,6 @@ def write_csv(dmap: DatasetMap, path: str | Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(dmap.rows())
-
-
-# --- for the app's "Dataset map" tab ---------------------------------------------------------------
-
-
-def collect_uploads(files: Sequence[str | Path], workdir: str | Path) -> list[Path]:
-    """The images among uploaded files (a folder upload arrives as its files) and inside uploaded zips,
-    which are extracted into `workdir` with the bootstrap's zip-slip and zip-bomb guards."""
-    from .bootstrap.paths import UnsafePathError, extract_zip
-
-    out: list[Path] = []
-    for i, name in enumerate(files):
-        path = Path(name)
-        if path.suffix.lower() == ".zip":
-            try:
-                out += sorted(extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES)))
-            except UnsafePathError as exc:
-                raise MapError(str(exc)) from None
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            out.append(path)
-    if not out:
-        raise MapError(f"no image files among the uploads ({', '.join(sorted(IMAGE_SUFFIXES))}, or a zip of them)")
-    return out
-
-
-def project_images(folder: str | Path) -> tuple[list[str], Opener, LabelMap | None]:
-    """A bootstrap project's images by file name (as its review queue names them), how to open one by that
-    name, and the project's user label map (None when it labels with ImageNet's names)."""
-    from .bootstrap.review import get_project
-
-    project = get_project(folder)
-    keys = {r.file_name: r.key for r in project.images()}
-    source = project.source()
-    label_map = project.label_map
-    return list(keys), lambda name: source.open(keys[name]), label_map if label_map.spec else None
-
-
-def review_at(folder: str | Path, name: str, session: dict | None = None) -> dict:
-    """A review session (bootstrap.review) positioned at the image called `name`: the user's own session when it
-    is on this project and holds the image, else a new one over all the project's pre-labeled images.
-
-    Raises ProjectError when the image is not in the queue (not pre-labeled yet)."""
-    from .bootstrap import review
-
-    if session and Path(session["project"]).resolve() == Path(folder).resolve():
-        try:
-            return review.jump(session, name)
-        except review.ProjectError:
-            pass
-    order = session["order"] if session else "confidence"
-    try:
-        return review.jump(review.start(folder, order, "all"), name)
-    except review.ProjectError:
-        raise review.ProjectError(f"{name} is not in the review queue yet: pre-label it first") from None
-
-
-def thumbnail_uri(image: Image.Image, side: int = 48) -> str:
-    """A small JPEG as a data: URI, which the scatter's hover shows as a picture."""
-    small = image.copy()
-    small.thumbnail((side, side))
-    buf = io.BytesIO()
-    small.save(buf, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def hex_colour(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def scatter_table(dmap: DatasetMap, groups: int = 8):
-    """One row per image for an interactive scatter (a pandas DataFrame): x, y, `group` (the label, or "other"
-    beyond the `groups` most frequent, so the legend stays readable), and what hovering shows: `image`, a
-    thumbnail as a data: URI (Vega's tooltip draws a field called "image" as a picture), `name` and `label`."""
-    import pandas as pd
-
-    top = {lab for lab, _, _ in dmap.legend(groups)}
-    return pd.DataFrame({
-        "x": dmap.xy[:, 0].astype(float).round(2), "y": dmap.xy[:, 1].astype(float).round(2),
-        "group": [lab if lab in top else "other" for lab in dmap.labels],
-        "image": [thumbnail_uri(t) for t in dmap.thumbnails], "name": [Path(p).name for p in dmap.paths],
-        "label": dmap.labels, "probability": dmap.probability.astype(float).round(3),
-    })
-
-
-def scatter_colours(dmap: DatasetMap, groups: int = 8) -> dict[str, str]:
-    """The scatter's colour per group, the same as the frames in the picture."""
-    colours = {lab: hex_colour(c) for lab, c, _ in dmap.legend(groups)}
-    return {**colours, "other": hex_colour(NO_LABEL_COLOUR)}
-
-
-def in_x_range(dmap: DatasetMap, x0: float, x1: float, most: int = 60) -> list[int]:
-    """The images inside a band of the scatter's x axis (what a brush selects there), top to bottom."""
-    lo, hi = sorted((x0, x1))
-    inside = np.flatnonzero((dmap.xy[:, 0] >= lo) & (dmap.xy[:, 0] <= hi))
-    return [int(i) for i in inside[np.argsort(-dmap.xy[inside, 1])][:most]]
-
-
-def open_point(dmap: DatasetMap, index: int, project: str | Path | None = None) -> Image.Image:
-    """The full image behind a point: from its path, or from the bootstrap project the map was made of."""
-    if project is not None:
-        return project_images(project)[1](dmap.paths[index])
-    return load_image(dmap.paths[index])
-
-
-def describe_point(dmap: DatasetMap, index: int) -> str:
-    """One image's line (Markdown): its name, its label and probability, and the classifier's top-1 class."""
-    top1 = classes()[int(dmap.class_index[index])].name
-    why = "" if top1 == dmap.labels[index] else f" · top-1 ImageNet class: *{top1}*"
-    return f"**{Path(dmap.paths[index]).name}** · {dmap.labels[index]} ({dmap.probability[index]:.2f}){why}"
 
 
 # --- command ---------------------------------------------------------------------------------------
@@ -458,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
         paths = find_images(args.folder, args.limit)
         model = load_model(args.model, args.weights)
         dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
-    except (MapError, LabelMapError, ModelUnavailableError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

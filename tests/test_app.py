@@ -14,16 +14,32 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
+from fol_core.webapp.localize import CONTROLS, control_default
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEFAULTS = {"model_name": "efficientnet_lite0", "method": "gradcam", "class_mode": "top1", "topn": 3, "named": [],
-            "k": 5, "kmax": 10, "percentile": 80, "layer": "", "threshold": 0.3, "otsu": False}
+DEFAULTS = {"model_name": "efficientnet_lite0", "method": "gradcam", "class_mode": "top1", "topn": 3, "named": []}
+
+
+def panel(method: str, **values) -> list:
+    """The Advanced panel's values, as the page sends them: the controls' defaults, the chosen method's
+    parameters changed (a word such as otsu=True ticks that parameter's word box)."""
+    out = []
+    for c in CONTROLS:
+        value = control_default(c, DEFAULTS["model_name"])
+        if c.method == method:
+            value = values.get(c.word or c.param.name, value)
+        out.append(value)
+    return out
 
 
 def localize(client: Client, photo: Path | str, **changes) -> dict:
     """One Localize press; the outputs by name."""
-    out = client.predict(handle_file(str(photo)), **(DEFAULTS | changes), api_name="/localize")
+    args = DEFAULTS | {k: v for k, v in changes.items() if k in DEFAULTS}
+    params = {k: v for k, v in changes.items() if k not in DEFAULTS}
+    out = client.predict(handle_file(str(photo)), *args.values(), *panel(args["method"], **params),
+                         api_name="/localize")
     names = ["boxed", "why", "top5", "summary", "annotator", "table", "voc", "coco"]
     return dict(zip(names, out))
 

@@ -13,9 +13,9 @@ from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
 from fol_core.bootstrap import export as exp
-from fol_core.bootstrap import review
 from fol_core.bootstrap.prelabel import open_run, run_prelabel
 from fol_core.formats import yolo
+from fol_core.webapp import review
 
 N = 100
 
@@ -97,7 +97,7 @@ def test_review_a_dozen_then_export_everything(dev_project):
             x, y, w, h = a["bbox"]
             assert (x, y, x + w, y + h) == pytest.approx((b.x0, b.y0, b.x1, b.y1), abs=0.011)
 
-    items = yolo.read(out["yolo"])
+    items = yolo.read_dataset(out["yolo"])
     assert len(items) == N - 1
     for item in items:
         want = expected[item.file_name]

@@ -40,9 +40,11 @@ def test_localize_named_classes_and_fol_explanation(examples_dir, tmp_path, mode
     assert (tmp_path / "rocket.explain.png").is_file()
 
 
-def test_unknown_class_and_missing_weights_are_one_line_errors(examples_dir, tmp_path, model):
+def test_unknown_class_and_missing_weights_are_one_line_errors(examples_dir, tmp_path, model, capsys):
     code = main(["localize", str(examples_dir / "chelsea.png"), "--classes", "unicorn", "--out", str(tmp_path)])
-    assert code == 1
+    assert code == 2 and capsys.readouterr().err == "error: no ImageNet class is called 'unicorn'\n"
+    assert main(["localize", str(examples_dir / "chelsea.png"), "--method", "fol", "--k", "30"]) == 2
+    assert "k must be between 1 and 20" in capsys.readouterr().err
     proc = subprocess.run(
         [sys.executable, "-m", "fol_core", "localize", str(examples_dir / "chelsea.png"), "--model", "vgg16",
          "--out", str(tmp_path)],

@@ -11,10 +11,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from fol_core.evaluation import command
-from fol_core.evaluation.evaluate import _SharedMapsFOL
 from fol_core.formats import AnnotatedImage, voc
 from fol_core.images import load_image
-from fol_core.methods import FastLocalization
+from fol_core.methods import FastLocalization, GradCAM
 from fol_core.result import Box
 
 LABELS = """\
@@ -103,6 +102,7 @@ def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsy
             assert png.width >= 600 and png.height >= 300
 
 
+@pytest.mark.slow  # loads the model or starts a subprocess
 def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
     root, _ = voc_folder
     out = tmp_path / "cal"
@@ -125,14 +125,13 @@ def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
     assert _eval(str(root), "--methods", "fol,yolo", "--out", str(out)) == 2
 
 
-def test_shared_maps_fol_equals_fol_at_each_percentile(model, examples_dir):
-    """Calibration reuses one photo's guided maps across percentiles: the masks must be FOL's own."""
-    m = FastLocalization(model)
-    fp = m.forward(model.to_pixels(load_image(examples_dir / "chelsea.png")))
-    cache: dict = {}
-    low = _SharedMapsFOL(model, cache, percentile=60.0).explain(fp, 281)
-    assert len(cache) == 2  # the neuron ranking and the maps
-    high = _SharedMapsFOL(model, cache, percentile=95.0).explain(fp, 281)  # reuses them
-    assert len(cache) == 2
+def test_explain_each_equals_the_method_at_each_value(model, examples_dir):
+    """Calibration shares one photo's work across a parameter's values: each result must be the method's own."""
+    fp = FastLocalization(model).forward(model.to_pixels(load_image(examples_dir / "chelsea.png")))
+    low, high = FastLocalization(model).explain_each(fp, 281, "percentile", [60.0, 95.0])
     assert np.array_equal(high.mask, FastLocalization(model, percentile=95.0).explain(fp, 281).mask)
     assert not np.array_equal(low.mask, high.mask)
+    cam = GradCAM(model)
+    fp = cam.forward(model.to_pixels(load_image(examples_dir / "chelsea.png")))
+    for expl, t in zip(cam.explain_each(fp, 281, "threshold", [0.2, 0.6]), [0.2, 0.6]):
+        assert np.array_equal(expl.mask, GradCAM(model, threshold=t).explain(fp, 281).mask)

@@ -10,8 +10,21 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
-from fol_core.formats import AnnotatedImage, coco, hf, voc, yolo
+from fol_core.formats import AnnotatedImage, category_list, coco, hf, voc, yolo
 from fol_core.result import Box
+
+
+class Examples:
+    """The image files of the example photos (formats.ImageFiles)."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+
+    def read(self, item: AnnotatedImage) -> bytes:
+        return (self.folder / item.file_name).read_bytes()
+
+    def copy(self, item: AnnotatedImage, target) -> None:
+        target.write_bytes(self.read(item))
 
 
 @pytest.fixture
@@ -78,11 +91,19 @@ def test_coco_round_trip_with_pycocotools(items, tmp_path):
         assert_same(a, b, 0.011)
 
 
-def test_yolo_round_trip(items, tmp_path, examples_dir):
-    (tmp_path / "images").mkdir()
+def test_voc_dataset_layout(items, tmp_path, examples_dir):
+    root = voc.write_dataset(items, tmp_path / "voc", ["cat", "cup", "spoon", "dog"], Examples(examples_dir))
+    assert voc.image_ids(root) == ["chelsea", "coffee", "rocket"]
+    assert (root / "ImageSets" / "Main" / "dog_trainval.txt").read_text().split() == [
+        "chelsea", "-1", "coffee", "-1", "rocket", "-1"]
     for item in items:
-        (tmp_path / "images" / item.file_name).write_bytes((examples_dir / item.file_name).read_bytes())
-    yolo.write(items, tmp_path, ["cup", "cat"])
+        assert voc.image_path(root, item.file_name.split(".")[0], item.file_name).is_file()
+    for a, b in zip(voc.read_dataset(root), items):
+        assert_same(a, b, 0.5)
+
+
+def test_yolo_round_trip(items, tmp_path, examples_dir):
+    yolo.write_dataset(items, tmp_path, ["cup", "cat"], Examples(examples_dir))
     assert (tmp_path / "classes.txt").read_text().split("\n")[:3] == ["cup", "cat", "spoon"]
     line = (tmp_path / "labels" / "chelsea.txt").read_text().split()
     w, h = items[0].width, items[0].height
@@ -91,13 +112,13 @@ def test_yolo_round_trip(items, tmp_path, examples_dir):
     assert [float(v) for v in line[1:]] == pytest.approx(
         [(b.x0 + b.x1) / 2 / w, (b.y0 + b.y1) / 2 / h, (b.x1 - b.x0) / w, (b.y1 - b.y0) / h], abs=1e-6)
     assert (tmp_path / "labels" / "rocket.txt").read_text() == ""
-    back = {i.file_name: i for i in yolo.read(tmp_path)}
+    back = {i.file_name: i for i in yolo.read_dataset(tmp_path)}
     for item in items:
         assert_same(back[item.file_name], item, 1e-3)
 
 
 def test_hf_round_trip_with_load_from_disk(items, tmp_path, examples_dir):
-    path = hf.write(items, tmp_path / "ds", lambda it: (examples_dir / it.file_name).read_bytes())
+    path = hf.write_dataset(items, tmp_path / "ds", [], Examples(examples_dir))
     assert not (tmp_path / "ds.cache").exists(), "the intermediate cache is removed"
     ds = datasets.load_from_disk(str(path))
     assert len(ds) == 3 and set(ds.column_names) >= {"image", "objects"}
@@ -108,5 +129,17 @@ def test_hf_round_trip_with_load_from_disk(items, tmp_path, examples_dir):
         got = [(names.int2str(c), x, y, x + w, y + h) for (x, y, w, h), c in zip(row["objects"]["bbox"], row["objects"]["category"])]
         for (l0, *a), (l1, *c) in zip(_corners(item), got):
             assert l0 == l1 and a == pytest.approx(c, abs=1e-3)
-    for a, b in zip(hf.read(path), items):
+    for a, b in zip(hf.read_dataset(path), items):
         assert_same(a, b, 1e-3)
+
+
+def test_class_ids_follow_the_label_list_not_the_images_exported(items, tmp_path, examples_dir):
+    labels = ["spoon", "dog", "cup", "cat"]
+    assert category_list(items, labels) == labels
+    assert category_list(items, ["dog"]) == ["dog", "cat", "cup", "spoon"]  # then first use
+    only_cat = items[:1]
+    api = COCO(str(coco.write_dataset(only_cat, tmp_path / "coco", labels, Examples(examples_dir)) / "annotations.json"))
+    assert [c["name"] for c in api.loadCats(api.getCatIds())] == labels
+    assert api.loadAnns(api.getAnnIds())[0]["category_id"] == 4
+    yolo.write_dataset(only_cat, tmp_path / "yolo", labels)
+    assert (tmp_path / "yolo" / "labels" / "chelsea.txt").read_text().startswith("3 ")

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from fol_core.evaluation.dataset import DatasetError, image_ids, load_dataset, load_label_map, split_ids
+from fol_core.evaluation.dataset import DatasetError, load_dataset, load_label_map, split_ids
 from fol_core.evaluation.metrics import (
     CAM_THRESHOLDS,
     baseline_box,
@@ -22,6 +22,7 @@ from fol_core.evaluation.metrics import (
     maxboxacc_v2,
     summarize,
 )
+from fol_core.formats.voc import image_ids
 
 
 def test_iou_of_pixel_edge_boxes():

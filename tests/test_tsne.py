@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import probabilities
 from PIL import Image, ImageOps
 
-from fol_core.bootstrap.labelmap import load_label_map
 from fol_core.cli import main
+from fol_core.labelmap import load_label_map
 from fol_core.tsne import (
     NO_LABEL,
     assign_labels,
@@ -114,12 +115,12 @@ def test_photos_of_one_kind_sit_together(map30):
 
 def test_user_labels_colour_the_map(model, examples_dir, tmp_path):
     labels = load_label_map({"cat": ["feline"], "hot drink": ["espresso", "cup", "coffee mug"]})
-    probs = np.stack([model.predict(Image.open(examples_dir / n)).numpy() for n in ("chelsea.png", "coffee.png")])
+    probs = np.stack([probabilities(model, Image.open(examples_dir / n)).numpy() for n in ("chelsea.png", "coffee.png")])
     names, prob, colours = assign_labels(probs, labels)
     assert names == ["cat", "hot drink"]
     assert prob[0] > 0.9 and prob[1] > 0.9  # the sum over the label's classes, more than top-1 alone
     assert colours[0] != colours[1]
-    rocket = model.predict(Image.open(examples_dir / "rocket.jpg")).numpy()[None]
+    rocket = probabilities(model, Image.open(examples_dir / "rocket.jpg")).numpy()[None]
     assert assign_labels(rocket, labels)[0] == [NO_LABEL]
 
 
@@ -133,6 +134,7 @@ def test_clicking_a_thumbnail_finds_its_image(map30):
     assert image_at(dmap, size + 50, 200, size, thumb) is None  # the legend
 
 
+@pytest.mark.slow  # loads the model or starts a subprocess
 def test_one_image_is_not_enough(examples_dir, tmp_path, capsys):
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "cat.png").write_bytes((examples_dir / "chelsea.png").read_bytes())
@@ -141,6 +143,7 @@ def test_one_image_is_not_enough(examples_dir, tmp_path, capsys):
     assert not (tmp_path / "map.png").exists()
 
 
+@pytest.mark.slow  # loads the model or starts a subprocess
 def test_unreadable_files_are_reported_and_skipped(examples_dir, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -161,6 +164,7 @@ def test_unreadable_files_are_reported_and_skipped(examples_dir, tmp_path, capsy
     assert len(_rows(out.with_suffix(".csv"))) == 4
 
 
+@pytest.mark.slow  # loads the model or starts a subprocess
 def test_too_few_readable_files_and_empty_folders_say_so(examples_dir, tmp_path, capsys):
     folder = tmp_path / "bad"
     folder.mkdir()
@@ -175,33 +179,34 @@ def test_too_few_readable_files_and_empty_folders_say_so(examples_dir, tmp_path,
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_app_tab_opens_a_clicked_image_in_the_review_queue(model, examples_dir, tmp_path, monkeypatch):
-    """The Dataset map tab's handlers on a real bootstrap project: 4 of 6 images pre-labeled."""
-    import app
+def test_map_tab_opens_a_clicked_image_in_the_review_queue(model, examples_dir, tmp_path):
+    """The Dataset map tab's logic on a real pre-labeling project: 4 of 6 images pre-labeled."""
     from fol_core import webapp
     from fol_core.bootstrap.prelabel import prelabel_folder
+    from fol_core.errors import UserError
+    from fol_core.webapp import dataset_map, review
 
     photos = _variants(examples_dir, tmp_path / "photos", 6)
     prelabel_folder(str(photos), tmp_path / "projects" / "demo", method="cam", limit=4, model=model)
-    monkeypatch.setattr(app, "PROJECTS", tmp_path / "projects")
-    out = app._make_map("Bootstrap project", None, "demo", model.name, 1000, None, progress=lambda *a, **k: None)
-    picture, _, summary, state, *_, workdir, _, _, to_review = out
+    workdir = webapp.workdir()
     try:
-        assert Image.open(picture).size[1] == auto_size(6) and "6 images" in summary
-        assert to_review == {"visible": True, "__type__": "update"}
-        dmap = state["map"]
-        assert sorted(dmap.paths) == sorted(r.file_name for r in app.review.get_project(state["project"]).images())
+        view = dataset_map.make_map(dataset_map.SOURCES[1], None, tmp_path / "projects", "demo", model.name, 1000,
+                                    workdir, progress=False)
+        assert Image.open(view.picture).size[1] == auto_size(6) and "6 images" in view.summary
+        dmap, folder = view.state["map"], view.state["project"]
+        assert sorted(dmap.paths) == sorted(r.file_name for r in review.get_project(folder).images())
         opened, waiting = 0, 0
         for i, name in enumerate(dmap.paths):
-            photo, about, session, *_ = app._show_point(state, i, None, True)
+            photo, about = dataset_map.show_point(view.state, i)
             assert isinstance(photo, Image.Image) and name in about
-            if "opened in the **Review** tab" in about:
-                opened += 1
-                project = app.review.get_project(session["project"])
-                assert project.image(session["ids"][session["pos"]]).file_name == name
-            else:
+            try:
+                session = dataset_map.review_at(folder, name)
+            except UserError as exc:
                 waiting += 1
-                assert "not in the review queue yet" in about
+                assert "not in the review queue yet" in str(exc)
+            else:
+                opened += 1
+                assert review.get_project(folder).image(session["ids"][session["pos"]]).file_name == name
         assert (opened, waiting) == (4, 2)
     finally:
-        webapp.remove_export_dir(workdir)
+        webapp.remove_workdir(workdir)

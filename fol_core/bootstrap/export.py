@@ -7,11 +7,7 @@ export, and refuses any other non-empty folder unless told to overwrite (then it
 replaces its own files there, deleting nothing). File names come from the project (flattened,
 unique) and every path is checked to stay inside the destination.
 
-Layouts:
-- voc:  Annotations/STEM.xml, ImageSets/Main/trainval.txt (+ LABEL_trainval.txt), JPEGImages/FILE
-- coco: annotations.json (bbox [x, y, w, h], area, iscrowd, categories), images/FILE
-- yolo: images/FILE, labels/STEM.txt (class cx cy w h, normalized), classes.txt, data.yaml
-- hf:   a `datasets` save_to_disk folder: image, image_id, file_name, width, height, objects{id, area, bbox, category}
+Each format's module (fol_core.formats) owns its folder layout; class ids follow the project's label list.
 """
 
 from __future__ import annotations
@@ -22,21 +18,42 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from ..formats import AnnotatedImage, categories_of, coco, hf, voc, yolo
-from .paths import UnsafePathError, copy_or_link, relative_parts, safe_join
-from .project import Project, ProjectError, open_project
+from ..errors import UserError
+from ..formats import AnnotatedImage, coco, hf, voc, yolo
+from ..paths import copy_or_link
+from .project import Project, open_project
 from .sources import FolderSource
 
-FORMATS = ("voc", "coco", "yolo", "hf")
+FORMATS = {"voc": voc, "coco": coco, "yolo": yolo, "hf": hf}
+"""Each format's module (its write_dataset owns its layout)."""
 EXPORT_MARKER = "fol-export.json"
 
 HELP = "export a pre-labeled project's boxes as Pascal VOC, COCO, YOLO and/or a Hugging Face dataset"
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export that would overwrite someone else's files, or has nothing to write; one line for the user."""
+
+
+class ProjectImages:
+    """A project's image files, by the file names the project gave them (copied, or hard-linked with link)."""
+
+    def __init__(self, project: Project, items: list[tuple], link: bool = False) -> None:
+        self.source = project.source()
+        self.keys = {a.file_name: rec.key for rec, a in items}
+        self.link = link
+
+    def read(self, item: AnnotatedImage) -> bytes:
+        return self.source.read_bytes(self.keys[item.file_name])
+
+    def copy(self, item: AnnotatedImage, target: Path) -> None:
+        key = self.keys[item.file_name]
+        if isinstance(self.source, FolderSource):
+            copy_or_link(self.source.path(key), target, self.link)
+        else:
+            target.write_bytes(self.source.read_bytes(key))
 
 
 def check_destination(dest: Path, project: Project, overwrite: bool) -> bool:
@@ -62,52 +79,6 @@ def check_destination(dest: Path, project: Project, overwrite: bool) -> bool:
     return False
 
 
-def _label_file_name(label: str) -> str:
-    return "_".join(relative_parts(label.replace(" ", "_"))) or "label"
-
-
-def _write_format(fmt: str, root: Path, items: list[tuple], project: Project, categories: list[str], link: bool) -> None:
-    """Write one format's files into root (an empty or own folder)."""
-    source = project.source()
-    annotated = [a for _, a in items]
-    recs = {a.file_name: r for r, a in items}
-
-    def image_bytes(item: AnnotatedImage) -> bytes:
-        return source.read_bytes(recs[item.file_name].key)
-
-    def put_images(folder: str) -> None:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for rec, item in items:
-            target = safe_join(root, folder, item.file_name)
-            if isinstance(source, FolderSource):
-                copy_or_link(source.path(rec.key), target, link)
-            else:
-                target.write_bytes(source.read_bytes(rec.key))
-
-    if fmt == "voc":
-        (root / "Annotations").mkdir(parents=True, exist_ok=True)
-        main = root / "ImageSets" / "Main"
-        main.mkdir(parents=True, exist_ok=True)
-        stems = [PurePosixPath(a.file_name).stem for a in annotated]
-        for stem, item in zip(stems, annotated):
-            voc.write(item, safe_join(root, "Annotations", f"{stem}.xml"))
-        (main / "trainval.txt").write_text("".join(s + "\n" for s in stems), encoding="utf-8")
-        for label in categories:
-            lines = [f"{s} {1 if any(b.label == label for b in a.boxes) else -1}\n" for s, a in zip(stems, annotated)]
-            safe_join(main, f"{_label_file_name(label)}_trainval.txt").write_text("".join(lines), encoding="utf-8")
-        put_images("JPEGImages")
-    elif fmt == "coco":
-        coco.write(annotated, root / "annotations.json", categories)
-        put_images("images")
-    elif fmt == "yolo":
-        yolo.write(annotated, root, categories)
-        put_images("images")
-    elif fmt == "hf":
-        hf.write(annotated, root, image_bytes, categories)
-    else:
-        raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-
-
 def export(
     project: Project,
     fmt: str,
@@ -123,14 +94,13 @@ def export(
     items = project.annotated(include_proposals)
     if not items:
         raise ExportError("nothing to export: no image is accepted yet" + ("" if include_proposals else " (or include the proposals)"))
-    categories = [n for n in project.label_map.names if n in set(categories_of([a for _, a in items]))] if project.meta("label_map") else []
-    categories += [n for n in categories_of([a for _, a in items]) if n not in categories]
+    write = FORMATS[fmt].write_dataset
+    annotated, categories, images = [a for _, a in items], project.labels(), ProjectImages(project, items, link)
     replace_whole = check_destination(dest, project, overwrite)
     marker = {"project": project.id, "format": fmt, "images": len(items), "exported": time.time(),
               "include_proposals": include_proposals}
     if not replace_whole:  # overwrite asked for on a foreign folder: add our files, delete nothing
-        dest.mkdir(parents=True, exist_ok=True)
-        _write_format(fmt, dest, items, project, categories, link)
+        write(annotated, dest, categories, images)
         (dest / EXPORT_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +108,7 @@ def export(
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        if fmt != "hf":
-            tmp.mkdir()
-        _write_format(fmt, tmp, items, project, categories, link)
+        write(annotated, tmp, categories, images)
         (tmp / EXPORT_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         if dest.exists():
             dest.rename(old)
@@ -181,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         for fmt in args.format:
             path = export(project, fmt, args.dest, args.include_proposals, args.overwrite, args.link)
             print(f"{fmt}: {len(project.annotated(args.include_proposals))} images -> {path}")
-    except (ProjectError, ExportError, UnsafePathError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

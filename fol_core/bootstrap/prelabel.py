@@ -26,18 +26,15 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..cli import add_model_arguments
-from ..commands import add_method_arguments, method_params
-from ..imagenet import classes as imagenet_classes
-from ..images import ImageError
-from ..localize import RATIO, close_to_top, drop_duplicate_boxes
-from ..methods import METHODS, Method
-from ..models import Classifier, ModelUnavailableError, load_model
+from ..cli import add_method_arguments, add_model_arguments, method_params
+from ..engine import RATIO, Target, close_to_top, explain_photo
+from ..errors import UserError, one_line
+from ..labelmap import LabelMap, load_label_map
+from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
+from ..models import Classifier, load_model
 from ..result import Box
-from .labelmap import LabelMap, LabelMapError, load_label_map
-from .paths import UnsafePathError
-from .project import Project, ProjectError
-from .sources import Source, SourceError, open_source, source_spec
+from .project import Project, Stage
+from .sources import Source, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 
@@ -48,6 +45,34 @@ PREFETCH = 4
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message) for the app's progress bar."""
+
+
+@dataclass(frozen=True)
+class LabelRequest:
+    """The engine's class request for a label map: the image's best user label(s), each localized with its
+    most probable class; none when no label reaches the map's threshold (unless the image is labelled)."""
+
+    label_map: LabelMap
+    image_label: str | None = None
+    topn: int = 1
+    ratio: float = RATIO
+
+    @property
+    def automatic(self) -> bool:
+        return not self.wanted
+
+    @property
+    def wanted(self) -> list[str]:
+        return self.label_map.candidates(self.image_label) if self.image_label else []
+
+    def targets(self, probs: torch.Tensor) -> list[Target]:
+        scores = self.label_map.scores(probs)
+        if self.wanted:
+            chosen = [max(self.wanted, key=scores.__getitem__)]
+        else:
+            ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+            chosen = ranked[: close_to_top([scores[n] for n in ranked], self.topn, self.ratio, self.label_map.threshold)]
+        return [Target(self.label_map.best_class(n, probs), n, round(scores[n], 5)) for n in chosen]
 
 
 @dataclass
@@ -63,40 +88,17 @@ class Proposal:
     label_scores: dict[str, float]
 
 
-def propose(
-    photo: Image.Image,
-    method: Method,
-    label_map: LabelMap,
-    image_label: str | None = None,
-    topn: int = 1,
-    ratio: float = RATIO,
-    min_area: float = 0.01,
-) -> Proposal:
+def propose(photo: Image.Image, method: Method, request: LabelRequest, min_area: float = 0.01) -> Proposal:
     """Boxes for the image's best user label(s), or no_object when none scores label_map.threshold."""
-    fp = method.forward(method.model.to_pixels(photo))
-    probs = fp.probs
-    scores = label_map.scores(probs)
+    result = explain_photo(photo, method, request, min_area)
+    scores = request.label_map.scores(torch.from_numpy(result.probabilities))
     ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-    wanted = label_map.candidates(image_label) if image_label else []
-    if wanted:
-        chosen = [max(wanted, key=scores.__getitem__)]
-    else:
-        chosen = ranked[: close_to_top([scores[n] for n in ranked], topn, ratio, label_map.threshold)]
-    boxes: list[Box] = []
-    for label in chosen:
-        expl = method.explain(fp, label_map.best_class(label, probs))
-        for b in method.boxes(expl, photo.width, photo.height, min_area):
-            b.label, b.score = label, round(scores[label], 5)
-            boxes.append(b)
-    if len(chosen) > 1:
-        boxes = drop_duplicate_boxes(boxes, keep={boxes[0].class_index} if boxes else set())
-    p5, i5 = probs.topk(5)
-    names = imagenet_classes()
+    chosen = [e.label for e in result.explanations]
     return Proposal(
-        stage="proposed" if chosen else "no_object",
-        boxes=boxes,
+        stage=Stage.PROPOSED if chosen else Stage.NO_OBJECT,
+        boxes=result.boxes,
         confidence=scores[chosen[0]] if chosen else scores[ranked[0]],
-        top5=[{"class_index": int(i), "label": names[int(i)].name, "probability": round(float(p), 5)} for p, i in zip(p5, i5)],
+        top5=result.top5_dicts(),
         label_scores={n: round(scores[n], 5) for n in ranked[:KEEP_SCORES]},
     )
 
@@ -152,7 +154,7 @@ def open_run(
 def run_prelabel(
     project: Project,
     model: Classifier,
-    method: str = "fol",
+    method: str = DEFAULT_METHOD,
     params: dict | None = None,
     label_map: LabelMap | None = None,
     limit: int | None = None,
@@ -165,7 +167,7 @@ def run_prelabel(
         project.set_label_map(label_map)
     lm = project.label_map
     project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
-    m = METHODS[method](model, **(params or {}))
+    m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)
     summary = RunSummary()
     by_key = {r.key: r for r in todo}
@@ -178,10 +180,10 @@ def run_prelabel(
         t0 = time.perf_counter()
         try:
             photo = future.result()
-            prop = propose(photo, m, lm, rec.image_label, topn)
-        except (ImageError, SourceError, UnsafePathError, OSError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            project.save_prelabel(rec.id, stage="failed", error=message, method=method)
+            prop = propose(photo, m, LabelRequest(lm, rec.image_label, topn))
+        except (UserError, OSError) as exc:
+            message = one_line(exc)
+            project.save_prelabel(rec.id, stage=Stage.FAILED, error=message, method=method)
             summary.failed += 1
             summary.errors.append(f"{rec.key}: {message}")
             if log:
@@ -192,8 +194,8 @@ def run_prelabel(
                 confidence=prop.confidence, top5=prop.top5, label_scores=prop.label_scores, method=method,
                 seconds=time.perf_counter() - t0,
             )
-            summary.proposed += prop.stage == "proposed"
-            summary.no_object += prop.stage == "no_object"
+            summary.proposed += prop.stage == Stage.PROPOSED
+            summary.no_object += prop.stage == Stage.NO_OBJECT
         summary.done += 1
         if progress:
             progress(summary.done, len(todo), rec.key)
@@ -207,7 +209,7 @@ def prelabel_folder(
     out: str | Path,
     labels_text: str | None = None,
     image_labels: str | None = None,
-    method: str = "fol",
+    method: str = DEFAULT_METHOD,
     limit: int | None = None,
     overwrite: bool = False,
     model: Classifier | None = None,
@@ -242,14 +244,12 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
     """images/s per method on the same images, in a throw-away project (nothing written in --out)."""
     limit = args.limit or 20
     print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {limit} images from {args.source}")
-    for method in METHODS:
-        if method == "cam" and model.spec.classifier is None:
-            continue
+    for method in (m for m, cls in METHODS.items() if not cls.unavailable(model)):
         with tempfile.TemporaryDirectory() as tmp:
             project, _ = open_run(args.source, tmp, args.image_labels, args.split)
             warm = project.todo(1)
             if warm:  # first-call allocations are not the method's cost
-                propose(project.source().open(warm[0].key), METHODS[method](model), label_map)
+                propose(project.source().open(warm[0].key), create_method(method, model), LabelRequest(label_map))
             summary = run_prelabel(project, model, method, label_map=label_map, limit=limit)
             project.close()
         print(f"  {method:<8} {summary.images_per_second:6.2f} images/s  ({summary.done} images in {summary.seconds:.1f} s)")
@@ -259,6 +259,7 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
 def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
+        params = method_params(args, args.method)
         label_map = load_label_map(args.labels, args.min_score)
         if args.bench:
             return _bench(args, model, label_map)
@@ -266,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
             print("error: --out is required (the project folder, e.g. exports/NAME)", file=sys.stderr)
             return 2
         project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
-    except (ModelUnavailableError, LabelMapError, ProjectError, SourceError, UnsafePathError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = project.counts()
@@ -279,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = run_prelabel(
-            project, model, args.method, method_params(args),
+            project, model, args.method, params,
             label_map if args.labels or args.min_score is not None else None,
             args.limit, args.topn, progress, log=lambda s: tqdm.write(s, file=sys.stderr),
         )

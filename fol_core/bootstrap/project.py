@@ -22,13 +22,15 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..formats import AnnotatedImage
+from ..labelmap import LabelMap, load_label_map
+from ..paths import unique_name
 from ..result import Box
-from .labelmap import LabelMap, load_label_map
-from .paths import unique_name
 from .sources import Source, SourceItem, open_source, same_source
 
 DB_NAME = "project.sqlite"
@@ -66,10 +68,47 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
-ACTIONS = ("accept", "reject", "skip", "reset")
+class Stage(StrEnum):
+    """What the pre-labeler did with an image."""
+
+    NEW = "new"
+    PROPOSED = "proposed"
+    NO_OBJECT = "no_object"
+    FAILED = "failed"
 
 
-class ProjectError(ValueError):
+class Review(StrEnum):
+    """What the reviewer decided (NULL in the database while the image is pending)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Status(StrEnum):
+    """An image's place in the workflow: the review's decision, else where the pre-labeler left it."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    NEW = "new"
+    FAILED = "failed"
+
+
+class Action(StrEnum):
+    """A reviewer's action, as the decisions journal records it."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    SKIP = "skip"
+    RESET = "reset"
+
+
+REVIEWABLE = (Stage.PROPOSED, Stage.NO_OBJECT)
+"""Stages the review queue shows."""
+_REVIEWABLE_SQL = f"stage IN ('{Stage.PROPOSED}', '{Stage.NO_OBJECT}')"
+
+
+class ProjectError(UserError):
     """A project that cannot be opened or created here; one line for the user."""
 
 
@@ -93,11 +132,10 @@ class ImageRecord:
     error: str | None = None
 
     @property
-    def status(self) -> str:
-        """accepted, rejected, or pending (pre-labeled, not reviewed), new (not pre-labeled), failed."""
+    def status(self) -> Status:
         if self.review:
-            return self.review
-        return "pending" if self.stage in ("proposed", "no_object") else self.stage
+            return Status(self.review)
+        return Status.PENDING if self.stage in REVIEWABLE else Status(self.stage)
 
     def current_boxes(self) -> list[Box]:
         """What the reviewer sees: the accepted boxes once reviewed, else the proposals."""
@@ -191,7 +229,7 @@ class Project:
                 raise
             self._db.execute("COMMIT")
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple | dict = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -233,6 +271,28 @@ class Project:
         spec = {"labels": label_map.spec, "threshold": label_map.threshold} if label_map.spec else None
         self.set_meta("label_map", spec)
         self.set_meta("threshold", label_map.threshold)
+        if label_map.spec:
+            with self.transaction() as db:
+                self._add_labels(db, label_map.names)
+
+    def labels(self) -> list[str]:
+        """The project's label set in a fixed order, which exports number their classes by: the user map's
+        labels, then every other label as it first appeared on a box. It only grows, so ids never change."""
+        known = self.meta("labels")
+        return self._labels_so_far() if known is None else known
+
+    def _labels_so_far(self) -> list[str]:
+        """For a project from before the list was kept: its map's labels, then its boxes' labels by image."""
+        mapped = self.label_map.names if self.meta("label_map") else []
+        used = (b.label for r in self.images() for b in r.proposals + (r.boxes or []))
+        return list(dict.fromkeys([*mapped, *used]))
+
+    def _add_labels(self, db: sqlite3.Connection, names: Iterable[str]) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'labels'").fetchone()
+        known = json.loads(row["value"]) if row else self._labels_so_far()
+        new = [n for n in dict.fromkeys(names) if n not in known]
+        if new or not row:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('labels', ?)", (json.dumps(known + new),))
 
     def add_items(self, items: Iterable[SourceItem]) -> int:
         """Register the source's images (those already known are left as they are); returns how many are new."""
@@ -255,8 +315,8 @@ class Project:
 
     def todo(self, limit: int | None = None) -> list[ImageRecord]:
         """Images not pre-labeled yet, in source order."""
-        sql = "SELECT * FROM images WHERE stage = 'new' ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
-        return [self._record(r) for r in self._query(sql)]
+        sql = "SELECT * FROM images WHERE stage = ? ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._record(r) for r in self._query(sql, (Stage.NEW,))]
 
     def save_prelabel(
         self, image_id: int, *, stage: str, width: int | None = None, height: int | None = None,
@@ -266,6 +326,7 @@ class Project:
     ) -> None:
         """One image's pre-label result, in one transaction."""
         with self.transaction() as db:
+            self._add_labels(db, (b.label for b in proposals or []))
             db.execute(
                 "UPDATE images SET stage=?, width=?, height=?, proposals=?, confidence=?, top5=?, label_scores=?,"
                 " error=?, method=?, seconds=?, updated=? WHERE id=?",
@@ -277,20 +338,20 @@ class Project:
 
     # --- review ---------------------------------------------------------------------------------
 
-    def decide(self, image_id: int, action: str, boxes: list[Box] | None = None) -> ImageRecord:
+    def decide(self, image_id: int, action: Action | str, boxes: list[Box] | None = None) -> ImageRecord:
         """Record a review decision at once: accept (with the boxes as edited), reject, skip or reset."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        action = Action(action)
         now = time.time()
         with self.transaction() as db:
             if not db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
                 raise ProjectError(f"no image {image_id} in this project")
-            if action == "accept":
-                db.execute("UPDATE images SET review='accepted', boxes=?, updated=? WHERE id=?",
-                           (_boxes_json(boxes or []), now, image_id))
-            elif action == "reject":
-                db.execute("UPDATE images SET review='rejected', updated=? WHERE id=?", (now, image_id))
-            elif action == "reset":
+            if action == Action.ACCEPT:
+                self._add_labels(db, (b.label for b in boxes or []))
+                db.execute("UPDATE images SET review=?, boxes=?, updated=? WHERE id=?",
+                           (Review.ACCEPTED, _boxes_json(boxes or []), now, image_id))
+            elif action == Action.REJECT:
+                db.execute("UPDATE images SET review=?, updated=? WHERE id=?", (Review.REJECTED, now, image_id))
+            elif action == Action.RESET:
                 db.execute("UPDATE images SET review=NULL, boxes=NULL, updated=? WHERE id=?", (now, image_id))
             db.execute(
                 "INSERT INTO decisions(image_id, action, boxes, at) VALUES (?, ?, ?, ?)",
@@ -307,27 +368,27 @@ class Project:
     def images(self) -> list[ImageRecord]:
         return [self._record(r) for r in self._query("SELECT * FROM images ORDER BY id")]
 
-    def queue(self, order: str = "confidence", status: str = "all") -> list[int]:
+    def queue(self, order: str = "confidence", status: Status | str = "all") -> list[int]:
         """Image ids to review: order "confidence" (least sure first) or "name"; status "all" or one status.
 
         Only images the pre-labeler has seen (proposed or no object found) are queued.
         """
-        where = "stage IN ('proposed', 'no_object')"
-        if status == "pending":
+        where, args = _REVIEWABLE_SQL, ()
+        if status == Status.PENDING:
             where += " AND review IS NULL"
-        elif status in ("accepted", "rejected"):
-            where += f" AND review = '{status}'"
+        elif status in (Status.ACCEPTED, Status.REJECTED):
+            where, args = where + " AND review = ?", (status,)
         sort = "COALESCE(confidence, 0), id" if order == "confidence" else "file_name COLLATE NOCASE, id"
-        return [r["id"] for r in self._query(f"SELECT id FROM images WHERE {where} ORDER BY {sort}")]
+        return [r["id"] for r in self._query(f"SELECT id FROM images WHERE {where} ORDER BY {sort}", args)]
 
     def counts(self) -> dict[str, int]:
         """accepted, rejected, pending (pre-labeled, not reviewed), new (not pre-labeled), failed, no_object, total."""
         row = self._query(
-            "SELECT COUNT(*) AS total,"
-            " SUM(review = 'accepted') AS accepted, SUM(review = 'rejected') AS rejected,"
-            " SUM(review IS NULL AND stage IN ('proposed', 'no_object')) AS pending,"
-            " SUM(stage = 'new') AS new, SUM(stage = 'failed') AS failed, SUM(stage = 'no_object') AS no_object"
-            " FROM images"
+            "SELECT COUNT(*) AS total, SUM(review = :accepted) AS accepted, SUM(review = :rejected) AS rejected,"
+            f" SUM(review IS NULL AND {_REVIEWABLE_SQL}) AS pending, SUM(stage = :new) AS new,"
+            " SUM(stage = :failed) AS failed, SUM(stage = :no_object) AS no_object FROM images",
+            {"accepted": Review.ACCEPTED, "rejected": Review.REJECTED, "new": Stage.NEW, "failed": Stage.FAILED,
+             "no_object": Stage.NO_OBJECT},
         )[0]
         return {k: int(v or 0) for k, v in dict(row).items()}
 
@@ -340,7 +401,7 @@ class Project:
         unreviewed images that have proposals. Rejected images are left out."""
         out = []
         for rec in self.images():
-            if rec.review == "accepted":
+            if rec.review == Review.ACCEPTED:
                 boxes = rec.boxes or []
             elif include_proposals and rec.review is None and rec.proposals:
                 boxes = rec.proposals

@@ -21,14 +21,15 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, load_image
-from .paths import UnsafePathError, extract_zip
+from ..paths import UnsafePathError, extract_zip
 
 CSV_IMAGE_COLUMNS = ("image", "file", "file_name", "filename", "path")
 CSV_LABEL_COLUMNS = ("label", "class", "category")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source that cannot be read; one line for the user."""
 
 

@@ -7,28 +7,28 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from ..cli import add_model_arguments
-from ..methods import METHODS
-from ..models import ModelUnavailableError, load_model
-from .dataset import SPLITS, DatasetError, image_ids, load_dataset, load_label_map, split_ids
+from ..cli import add_method_arguments, add_model_arguments, method_params
+from ..errors import UserError
+from ..formats import voc
+from ..methods import METHODS, get_method
+from ..models import load_model
+from .dataset import SPLITS, DatasetError, load_dataset, load_label_map, split_ids
 
 HELP = "score the methods' boxes against a Pascal VOC folder's boxes (GT-known/Top-1 Loc, IoU, MaxBoxAccV2)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="Pascal VOC folder: Annotations/*.xml, JPEGImages/, optional ImageSets/Main")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: %(default)s)")
     add_model_arguments(parser)
     parser.add_argument("--split", default=None, choices=SPLITS,
                         help="images to score: the image list's even 0-based positions (calib), odd ones (test) "
                              "or all (default: test with --calibrate, else all)")
+    tuned = ", ".join(f"{name}: {m.tuned().name}" for name, m in METHODS.items() if m.tuned())
     parser.add_argument("--calibrate", nargs="?", const="", default=None, metavar="DIR",
-                        help="choose each method's threshold (gradcam/cam: threshold, fol: percentile) by GT-known "
-                             "Loc before scoring: on the calib split, or on all of another VOC folder DIR")
-    parser.add_argument("--threshold", type=float, default=None, help="Grad-CAM/CAM: a fixed threshold (no tuning)")
-    parser.add_argument("--percentile", type=float, default=None, help="FOL: a fixed percentile (not tuned)")
+                        help=f"choose each method's tuned parameter ({tuned}) by GT-known Loc before scoring, unless "
+                             "given: on the calib split, or on all of another VOC folder DIR")
+    add_method_arguments(parser, several=True)
     parser.add_argument("--labels", default=None, metavar="FILE",
                         help="YAML/JSON label map {label: [ImageNet names, indices or WordNet ids]} "
                              "(default: object names are WordNet ids)")
@@ -42,7 +42,8 @@ def _command(args: argparse.Namespace, methods: list[str], split: str) -> str:
     """The command line that reproduces this run (shown in results.json/md)."""
     parts = ["python -m fol_core eval", shlex.quote(str(args.dataset)), "--methods", ",".join(methods),
              "--model", args.model, "--split", split]
-    options = (("--calibrate", args.calibrate), ("--threshold", args.threshold), ("--percentile", args.percentile),
+    given = {p.name for m in methods for p in get_method(m).params}
+    options = (("--calibrate", args.calibrate), *((f"--{n.replace('_', '-')}", getattr(args, n)) for n in given),
                ("--labels", args.labels), ("--imageset", args.imageset), ("--limit", args.limit))
     for flag, value in options:
         if value is not None:
@@ -50,35 +51,23 @@ def _command(args: argparse.Namespace, methods: list[str], split: str) -> str:
     return " ".join(parts + ["--out", shlex.quote(str(args.out))])
 
 
-def _fixed_params(methods: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    params: dict[str, dict[str, Any]] = {m: {} for m in methods}
-    for m in methods:
-        if m == "fol" and args.percentile is not None:
-            params[m]["percentile"] = args.percentile
-        if m != "fol" and args.threshold is not None:
-            params[m]["threshold"] = args.threshold
-    return params
-
-
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import TUNABLE, calibrate, default_value, evaluate
+    from .evaluate import calibrate, evaluate
     from .plots import write_plots
     from .report import build_results, markdown_table, write_reports
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        print(f"error: unknown method(s) {', '.join(unknown) or '(none)'}; choose from: {', '.join(METHODS)}",
-              file=sys.stderr)
-        return 2
     split = args.split or ("test" if args.calibrate == "" else "all")
     if args.calibrate == "" and split != "test":
         print("error: --calibrate tunes on the calib split, so only --split test may be scored", file=sys.stderr)
         return 2
     root = Path(args.dataset)
     try:
+        if not methods:
+            raise DatasetError(f"name at least one method: {', '.join(METHODS)}")
+        params = {m: method_params(args, m) for m in methods}  # also refuses an unknown method
         label_map = load_label_map(args.labels) if args.labels else None
-        ids = image_ids(root, args.imageset) if (root / "Annotations").is_dir() else []
+        ids = voc.image_ids(root, args.imageset) if (root / voc.ANNOTATIONS).is_dir() else []
         data = load_dataset(root, split_ids(ids, split)[: args.limit], label_map)
         calib = None
         if args.calibrate == "":
@@ -87,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             other = Path(args.calibrate)
             if other.resolve() == root.resolve():
                 raise DatasetError("--calibrate DIR must be another folder; without DIR it uses the calib split")
-            calib = load_dataset(other, image_ids(other, args.imageset)[: args.limit], label_map)
-    except DatasetError as exc:
+            calib = load_dataset(other, voc.image_ids(other, args.imageset)[: args.limit], label_map)
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for line in data.problems + (calib.problems if calib else []):
@@ -98,10 +87,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model = load_model(args.model, args.weights)
-    except ModelUnavailableError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    params = _fixed_params(methods, args)
     start = time.perf_counter()
     calibration = None
     if calib is not None:
@@ -114,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
                   else f"all of {Path(args.calibrate).name}")
         calibration = {"source": source, "metric": "gt_known_loc", "methods": tuned}
     for name in methods:  # record the values used, defaults included, so results.json describes the run
-        param = TUNABLE[name][0]
-        params[name].setdefault(param, default_value(name, param))
+        tuned_param = get_method(name).tuned()
+        if tuned_param:
+            params[name].setdefault(tuned_param.name, tuned_param.default)
     outcomes = evaluate(data.samples, model, params)
     if not next(iter(outcomes.values())):
         print("error: no photo could be read", file=sys.stderr)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bootstrap.labelmap import LabelMap, LabelMapError
+from ..errors import UserError
 from ..formats import voc
 from ..imagenet import UnknownClassError, resolve_class
-from ..images import IMAGE_SUFFIXES
+from ..labelmap import LabelMap, LabelMapError
 from .metrics import as_boxes
 
 SPLITS = ("all", "calib", "test")
@@ -50,7 +50,7 @@ class Dataset:
         return len({s.image_id for s in self.samples})
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The folder is not a VOC dataset, or a label map cannot be used; the message is one line."""
 
 
@@ -63,37 +63,11 @@ def load_label_map(path: str | Path) -> dict[str, tuple[int, ...]]:
         raise DatasetError(f"label map {path}: {exc}") from None
 
 
-def image_ids(root: Path, imageset: str | None = None) -> list[str]:
-    """The dataset's image ids in their listed order.
-
-    ImageSets/Main/NAME.txt when `imageset` names it; else the only list in ImageSets/Main when there
-    is exactly one (imagenet-val-dev's dev.txt); else every Annotations/*.xml, sorted by name.
-    """
-    lists = sorted((root / "ImageSets" / "Main").glob("*.txt"))
-    if imageset:
-        chosen = root / "ImageSets" / "Main" / f"{imageset}.txt"
-        if not chosen.is_file():
-            raise DatasetError(f"no image list {chosen}")
-    elif len(lists) == 1:
-        chosen = lists[0]
-    else:
-        return sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
-    lines = chosen.read_text(encoding="utf-8").splitlines()
-    return list(dict.fromkeys(line.split()[0] for line in lines if line.strip()))
-
-
 def split_ids(ids: list[str], split: str) -> list[str]:
     """The fixed calib/test split: even 0-based positions of the list calibrate, odd ones are scored."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     return ids if split == "all" else ids[split == "test" :: 2]
-
-
-def _image_path(root: Path, image_id: str, file_name: str) -> Path | None:
-    folder = root / "JPEGImages"
-    if file_name and (folder / file_name).is_file():
-        return folder / file_name
-    return next((p for p in sorted(folder.glob(f"{image_id}.*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
 
 
 def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict[str, tuple[int, ...]] | None = None,
@@ -104,21 +78,21 @@ def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict
     reported once and its objects are left out.
     """
     root = Path(root)
-    if not (root / "Annotations").is_dir():
-        raise DatasetError(f"{root} is not a Pascal VOC folder: it has no Annotations/")
-    ids = image_ids(root, imageset) if ids is None else ids
+    if not (root / voc.ANNOTATIONS).is_dir():
+        raise DatasetError(f"{root} is not a Pascal VOC folder: it has no {voc.ANNOTATIONS}/")
+    ids = voc.image_ids(root, imageset) if ids is None else ids
     data = Dataset(root, [])
     unknown: set[str] = set()
     for image_id in ids:
-        xml = root / "Annotations" / f"{image_id}.xml"
+        xml = voc.annotation_path(root, image_id)
         try:
             item = voc.read(xml)
         except (OSError, ET.ParseError, ValueError, AttributeError, TypeError) as exc:  # missing, bad XML, no <size>
             data.problems.append(f"skipped {xml.name}: {str(exc).splitlines()[0] or type(exc).__name__}")
             continue
-        path = _image_path(root, image_id, item.file_name)
+        path = voc.image_path(root, image_id, item.file_name)
         if path is None:
-            data.problems.append(f"skipped {image_id}: no image in {root / 'JPEGImages'}")
+            data.problems.append(f"skipped {image_id}: no image in {root / voc.IMAGES}")
             continue
         groups: dict[str, list] = {}
         for b in item.boxes:

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import HEATMAP_METHODS, Outcome
+from ..methods import get_method
+from .evaluate import Outcome
 from .metrics import BASELINES, baseline_box, best_match, fixed_box_accuracy, maxboxacc, summarize
 
 HIST_EDGES = tuple(round(0.1 * i, 1) for i in range(11))
@@ -32,7 +33,7 @@ def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any]) -> 
     ious = [o.iou for o in outcomes]
     entry = summarize(ious, [o.top1_ok for o in outcomes], [o.best_box for o in outcomes], truths,
                       [o.seconds for o in outcomes])
-    if name in HEATMAP_METHODS:
+    if get_method(name).heatmap:
         curves = np.stack([o.curve for o in outcomes]) if outcomes else np.zeros((0, 100))
         per_delta = maxboxacc(curves)
         entry["maxboxacc_v2"] = float(np.mean([v["accuracy"] for v in per_delta.values()]))

@@ -1,4 +1,5 @@
-"""COCO detection JSON: bbox = [x, y, width, height] in pixels, 1-based ids, categories by label."""
+"""COCO detection: annotations.json (bbox = [x, y, width, height] in pixels, 1-based ids, categories by
+label) and images/FILE."""
 
 from __future__ import annotations
 
@@ -6,18 +7,18 @@ import json
 from pathlib import Path
 
 from ..result import Box
-from . import AnnotatedImage, categories_of
+from . import AnnotatedImage, ImageFiles, category_list, put_images
+
+ANNOTATIONS = "annotations.json"
+IMAGES = "images"
 
 
-def to_coco(items: list[AnnotatedImage], categories: list[str] | None = None) -> dict:
-    names = categories or categories_of(items)
-    cat_id = {name: i + 1 for i, name in enumerate(names)}
+def to_coco(items: list[AnnotatedImage], categories: list[str] = ()) -> dict:
+    cat_id = {name: i + 1 for i, name in enumerate(category_list(items, categories))}
     images, annotations = [], []
     for image_id, item in enumerate(items, start=1):
         images.append({"id": image_id, "file_name": item.file_name, "width": item.width, "height": item.height})
         for b in item.boxes:
-            if b.label not in cat_id:
-                cat_id[b.label] = len(cat_id) + 1
             w, h = b.x1 - b.x0, b.y1 - b.y0
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": cat_id[b.label],
@@ -41,10 +42,25 @@ def from_coco(data: dict) -> list[AnnotatedImage]:
     return list(items.values())
 
 
-def write(items: list[AnnotatedImage], path: str | Path, categories: list[str] | None = None) -> Path:
+def write(items: list[AnnotatedImage], path: str | Path, categories: list[str] = ()) -> Path:
+    """One annotation file."""
     path = Path(path)
     path.write_text(json.dumps(to_coco(items, categories), indent=1), encoding="utf-8")
     return path
+
+
+def write_dataset(items: list[AnnotatedImage], root: str | Path, categories: list[str],
+                  images: ImageFiles | None = None) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write(items, root / ANNOTATIONS, categories)
+    if images is not None:
+        put_images(items, root / IMAGES, images)
+    return root
+
+
+def read_dataset(root: str | Path) -> list[AnnotatedImage]:
+    return read(Path(root) / ANNOTATIONS)
 
 
 def read(path: str | Path) -> list[AnnotatedImage]:

@@ -7,12 +7,12 @@ lists `id`, `area`, `bbox` ([x, y, width, height] in pixels, COCO's convention) 
 
 from __future__ import annotations
 
+import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from ..result import Box
-from . import AnnotatedImage, categories_of
+from . import AnnotatedImage, FormatError, ImageFiles, category_list
 
 
 def features(categories: list[str]):
@@ -34,18 +34,16 @@ def features(categories: list[str]):
 
 
 def to_dataset(
-    items: list[AnnotatedImage], image_bytes: Callable[[AnnotatedImage], bytes], categories: list[str] | None = None,
-    cache_dir: str | Path | None = None,
+    items: list[AnnotatedImage], images: ImageFiles, categories: list[str] = (), cache_dir: str | Path | None = None,
 ):
-    """A `datasets.Dataset` of the items; `image_bytes(item)` gives each image file's bytes.
+    """A `datasets.Dataset` of the items, with each image file's bytes.
 
     Rows are generated one at a time (images are not all held in memory) into Arrow files under
     `cache_dir` (default: datasets' own cache).
     """
     import datasets
 
-    names = list(categories or categories_of(items))
-    names += [n for n in categories_of(items) if n not in names]
+    names = category_list(items, categories)
     index = {n: i for i, n in enumerate(names)}
 
     def rows():
@@ -59,7 +57,7 @@ def to_dataset(
                 objects["category"].append(index[b.label])
                 next_id += 1
             yield {
-                "image": {"bytes": image_bytes(item), "path": item.file_name}, "image_id": image_id,
+                "image": {"bytes": images.read(item), "path": item.file_name}, "image_id": image_id,
                 "file_name": item.file_name, "width": item.width, "height": item.height, "objects": objects,
             }
 
@@ -80,22 +78,21 @@ def from_dataset(ds) -> list[AnnotatedImage]:
     return out
 
 
-def write(
-    items: list[AnnotatedImage], path: str | Path, image_bytes: Callable[[AnnotatedImage], bytes],
-    categories: list[str] | None = None,
-) -> Path:
-    """save_to_disk at `path`; the intermediate Arrow cache lives in `path`.cache and is removed."""
-    import shutil
-
-    cache = Path(str(path) + ".cache")
+def write_dataset(items: list[AnnotatedImage], root: str | Path, categories: list[str],
+                  images: ImageFiles | None = None) -> Path:
+    """save_to_disk at `root` (the images are inside the dataset, so they are needed); the intermediate
+    Arrow cache lives in `root`.cache and is removed."""
+    if images is None:
+        raise FormatError("a Hugging Face dataset holds its images: give the image files")
+    cache = Path(str(root) + ".cache")
     try:
-        to_dataset(items, image_bytes, categories, cache).save_to_disk(str(path))
+        to_dataset(items, images, categories, cache).save_to_disk(str(root))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return Path(path)
+    return Path(root)
 
 
-def read(path: str | Path) -> list[AnnotatedImage]:
+def read_dataset(root: str | Path) -> list[AnnotatedImage]:
     import datasets
 
-    return from_dataset(datasets.load_from_disk(str(path)))
+    return from_dataset(datasets.load_from_disk(str(root)))

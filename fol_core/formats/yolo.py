@@ -12,7 +12,10 @@ import yaml
 from PIL import Image
 
 from ..result import Box
-from . import AnnotatedImage, categories_of
+from . import AnnotatedImage, ImageFiles, category_list, put_images
+
+IMAGES = "images"
+LABELS = "labels"
 
 
 def _clip(v: float) -> float:
@@ -41,29 +44,31 @@ def from_txt(text: str, file_name: str, width: int, height: int, categories: lis
     return item
 
 
-def write(items: list[AnnotatedImage], folder: str | Path, categories: list[str] | None = None) -> Path:
-    """labels/STEM.txt for every item, classes.txt and data.yaml; the images go in images/ (the caller's)."""
-    folder = Path(folder)
-    names = categories or categories_of(items)
-    names += [n for n in categories_of(items) if n not in names]
-    (folder / "labels").mkdir(parents=True, exist_ok=True)
+def write_dataset(items: list[AnnotatedImage], root: str | Path, categories: list[str],
+                  images: ImageFiles | None = None) -> Path:
+    """labels/STEM.txt for every item, classes.txt, data.yaml and images/FILE."""
+    root = Path(root)
+    names = category_list(items, categories)
+    (root / LABELS).mkdir(parents=True, exist_ok=True)
     for item in items:
-        (folder / "labels" / f"{PurePosixPath(item.file_name).stem}.txt").write_text(to_txt(item, names), encoding="utf-8")
-    (folder / "classes.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
-    data = {"path": ".", "train": "images", "val": "images", "nc": len(names), "names": dict(enumerate(names))}
-    (folder / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return folder
+        (root / LABELS / f"{PurePosixPath(item.file_name).stem}.txt").write_text(to_txt(item, names), encoding="utf-8")
+    (root / "classes.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    data = {"path": ".", "train": IMAGES, "val": IMAGES, "nc": len(names), "names": dict(enumerate(names))}
+    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if images is not None:
+        put_images(items, root / IMAGES, images)
+    return root
 
 
-def read(folder: str | Path) -> list[AnnotatedImage]:
+def read_dataset(root: str | Path) -> list[AnnotatedImage]:
     """Every image in images/ with its label file (none: no boxes); sizes read from the images."""
-    folder = Path(folder)
-    names = (folder / "classes.txt").read_text(encoding="utf-8").splitlines()
+    root = Path(root)
+    names = (root / "classes.txt").read_text(encoding="utf-8").splitlines()
     items = []
-    for img in sorted((folder / "images").iterdir()):
+    for img in sorted((root / IMAGES).iterdir()):
         with Image.open(img) as im:
             width, height = im.size
-        label = folder / "labels" / f"{img.stem}.txt"
+        label = root / LABELS / f"{img.stem}.txt"
         text = label.read_text(encoding="utf-8") if label.is_file() else ""
         items.append(from_txt(text, img.name, width, height, names))
     return items

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..guided import capture_output, guided_backprop
-from ..models import Classifier
+from ..models import Classifier, ModelSpec
 from ..regions import region_boxes, scale_box
 from ..result import Box, Explanation
+from .params import LAYER, Param, ParamError
+
+
+class UnknownMethodError(UserError):
+    """A method name that is not registered."""
 
 
 @dataclass
@@ -33,21 +40,59 @@ class ForwardPass:
 
 
 class Method:
-    """Base of every localization method; subclasses set `name`, `guided`, `needs_grad` and `explain`."""
+    """Base of every localization method. A subclass declares itself in its class attributes (name, title,
+    params, ...) and says how to explain a class; the base owns the forward pass, the hooks and the parameters."""
 
-    name = ""
-    guided = False
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    """The name people know it by (the app's choices)."""
+    params: ClassVar[tuple[Param, ...]] = (LAYER,)
+    """The constructor's parameters, with defaults, ranges and help: the one place they are written."""
+    heatmap: ClassVar[bool] = False
+    """The explanation is a class heatmap: drawn as an overlay, and scored by MaxBoxAccV2 too."""
+    bench_runs: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Runs the bench times besides the default one: {run name: parameters}."""
+    guided: ClassVar[bool] = False
     """Record the forward graph with guided ReLUs (FOL)."""
-    needs_grad = True
+    needs_grad: ClassVar[bool] = True
     """Record a graph from the input image (parameters are frozen, so the graph starts there)."""
 
-    def __init__(self, model: Classifier, layer: str | None = None) -> None:
+    def __init__(self, model: Classifier, **params: Any) -> None:
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ParamError(f"{self.name} takes no parameter {', '.join(unknown)}; it takes {', '.join(known)}")
+        reason = self.unavailable(model)
+        if reason:
+            raise ParamError(reason)
         self.model = model
-        self.layer = layer or self.default_layer()
-        model.layer(self.layer)  # refuse an unknown layer now, with a clear message
+        for p in self.params:
+            setattr(self, p.name, p.parse(params[p.name]) if params.get(p.name) is not None else p.default)
+        self.layer = self.layer or self.default_layer(model.spec)
+        model.layer(self.layer)  # refuse an unknown layer now, with a clear message (LayerError)
+        self.check()
 
-    def default_layer(self) -> str:
-        return self.model.spec.cam_layer
+    @classmethod
+    def unavailable(cls, model: Classifier) -> str | None:
+        """Why this method cannot run on `model` (None: it can)."""
+        return None
+
+    @classmethod
+    def tuned(cls) -> Param | None:
+        """The parameter calibration chooses (the one with a grid), if any."""
+        return next((p for p in cls.params if p.grid), None)
+
+    def check(self) -> None:
+        """Refuse parameters that do not fit together (ParamError)."""
+
+    def settings(self) -> dict[str, Any]:
+        """The parameters this method runs with."""
+        return {p.name: getattr(self, p.name) for p in self.params}
+
+    @classmethod
+    def default_layer(cls, spec: ModelSpec) -> str:
+        """The layer this method reads in a model of this spec (the registry says which)."""
+        return spec.cam_layer
 
     def forward(self, pixels: torch.Tensor) -> ForwardPass:
         x = self.model.normalize(pixels)
@@ -63,6 +108,10 @@ class Method:
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         raise NotImplementedError
+
+    def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
+        """The explanation with `param` set to each of `values` (calibration); methods override it to share work."""
+        return [type(self)(self.model, **{**self.settings(), param: v}).explain(fp, class_index) for v in values]
 
     def boxes(self, expl: Explanation, width: int, height: int, min_area: float = 0.01) -> list[Box]:
         """One box per connected region of the explanation's mask (heatmap methods)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, ClassVar
+
 import torch
 
 from ..imagenet import classes
@@ -9,12 +12,20 @@ from ..models import Classifier
 from ..regions import binarize
 from ..result import Explanation
 from .base import ForwardPass, Method, upsample
+from .params import LAYER, Param
+
+THRESHOLD = Param(
+    "threshold", 0.3, "Grad-CAM/CAM: keep the heatmap above this fraction of its maximum", low=0.0, high=0.95,
+    step=0.05, words=("otsu",), grid=tuple(round(0.05 * i, 2) for i in range(1, 20)),
+)
+"""0.3 was chosen on the dev set's calibration half (README)."""
 
 
-class _HeatmapMethod(Method):
-    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.3) -> None:
-        super().__init__(model, layer)
-        self.threshold = threshold
+class HeatmapMethod(Method):
+    """A class heatmap from weighted channels of the last conv layer; subclasses say how to weight them."""
+
+    params: ClassVar[tuple[Param, ...]] = (LAYER, THRESHOLD)
+    heatmap = True
 
     def channel_weights(self, fp: ForwardPass, class_index: int) -> torch.Tensor:
         raise NotImplementedError
@@ -28,27 +39,40 @@ class _HeatmapMethod(Method):
             heatmap=heatmap, mask=binarize(heatmap, self.threshold),
         )
 
+    def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
+        """One heatmap; each threshold only binarizes it again."""
+        if param != "threshold":
+            return super().explain_each(fp, class_index, param, values)
+        expl = self.explain(fp, class_index)
+        return [replace(expl, mask=binarize(expl.heatmap, v)) for v in values]
 
-class GradCAM(_HeatmapMethod):
+
+class GradCAM(HeatmapMethod):
     """Selvaraju et al.: channels weighted by the spatial mean of the class score's gradient."""
 
     name = "gradcam"
+    title = "Grad-CAM"
 
     def channel_weights(self, fp: ForwardPass, class_index: int) -> torch.Tensor:
         (grad,) = torch.autograd.grad(fp.logits[class_index], fp.activation, retain_graph=True)
         return grad[0].mean((1, 2))
 
 
-class CAM(_HeatmapMethod):
+class CAM(HeatmapMethod):
     """Zhou et al.: channels weighted by the classifier's weights (needs a GAP + linear head)."""
 
     name = "cam"
+    title = "CAM"
     needs_grad = False
 
-    def __init__(self, model: Classifier, layer: str | None = None, threshold: float | str = 0.3) -> None:
+    @classmethod
+    def unavailable(cls, model: Classifier) -> str | None:
         if model.spec.classifier is None:
-            raise ValueError(f"CAM needs a global-average-pool + linear head, which {model.name} lacks: use gradcam")
-        super().__init__(model, layer, threshold)
+            return f"CAM needs a global-average-pool + linear head, which {model.name} lacks: use gradcam"
+        return None
+
+    def __init__(self, model: Classifier, **params: Any) -> None:
+        super().__init__(model, **params)
         self.fc_weight = model.layer(model.spec.classifier).weight.detach()
 
     def channel_weights(self, fp: ForwardPass, class_index: int) -> torch.Tensor:

@@ -7,38 +7,41 @@ the image masked by each blob, and box the union of the k best blobs.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 
 from ..imagenet import classes
-from ..models import Classifier
+from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
 from ..result import Box, Explanation
 from .base import ForwardPass, Method
+from .params import LAYER, Param, ParamError
 
 
 class FastLocalization(Method):
     name = "fol"
+    title = "FOL (Fast Unsupervised Object Localization)"
+    params: ClassVar[tuple[Param, ...]] = (
+        LAYER,
+        Param("k", 5, "FOL: blobs in the union", kind=int, low=1, high=20, step=1),
+        Param("kmax", 10, "FOL: neurons ranked", kind=int, low=1, high=40, step=1),
+        Param("percentile", 80.0, "FOL: a neuron's map is kept above this percentile", low=1, high=99, step=1,
+              grid=(50.0, 60.0, 70.0, 80.0, 90.0, 95.0)),
+        Param("schedule", "batched", "FOL: one forward graph for all neurons, or the paper's one pass per neuron",
+              kind=str, choices=("batched", "reference"), advanced=False),
+    )
+    bench_runs: ClassVar[dict[str, dict[str, Any]]] = {"fol_reference": {"schedule": "reference"}}
     guided = True
 
-    def __init__(
-        self,
-        model: Classifier,
-        layer: str | None = None,
-        k: int = 5,
-        kmax: int = 10,
-        percentile: float = 80.0,
-        schedule: str = "batched",
-    ) -> None:
-        super().__init__(model, layer)
-        if not 1 <= k <= kmax:
-            raise ValueError(f"need 1 <= k <= kmax, got k={k}, kmax={kmax}")
-        if schedule not in ("batched", "reference"):
-            raise ValueError("schedule is 'batched' or 'reference'")
-        self.k, self.kmax, self.percentile, self.schedule = k, kmax, percentile, schedule
+    def check(self) -> None:
+        if not self.k <= self.kmax:
+            raise ParamError(f"k must be between 1 and kmax (got k={self.k}, kmax={self.kmax})")
 
-    def default_layer(self) -> str:
-        return self.model.spec.fol_layer
+    @classmethod
+    def default_layer(cls, spec: ModelSpec) -> str:
+        return spec.fol_layer
 
     def select_neurons(self, fp: ForwardPass, class_index: int) -> list[tuple[int, int, int]]:
         """DAM: the kmax (channel, y, x) with the highest activation x gradient, one per channel at its arg-max."""
@@ -77,9 +80,19 @@ class FastLocalization(Method):
         return logits.softmax(-1)[:, class_index].tolist()
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
-        neurons = self.select_neurons(fp, class_index)
-        maps = self.neuron_maps(fp, neurons)
-        blobs = [clean_blob(percentile_mask(m, self.percentile)) for m in maps]
+        maps = self.neuron_maps(fp, self.select_neurons(fp, class_index))
+        return self.explain_maps(fp, class_index, maps, self.percentile)
+
+    def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
+        """One neuron ranking and one set of guided maps for every percentile tried: only the blobs redo."""
+        if param != "percentile":
+            return super().explain_each(fp, class_index, param, values)
+        maps = self.neuron_maps(fp, self.select_neurons(fp, class_index))
+        return [self.explain_maps(fp, class_index, maps, v) for v in values]
+
+    def explain_maps(self, fp: ForwardPass, class_index: int, maps: np.ndarray, percentile: float) -> Explanation:
+        """Blobs from the neurons' maps at `percentile`, each re-scored; the union of the k best."""
+        blobs = [clean_blob(percentile_mask(m, percentile)) for m in maps]
         scores = [s if b.any() else -1.0 for s, b in zip(self.score_blobs(fp.pixels, blobs, class_index), blobs)]
         chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
         union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)

@@ -1,4 +1,4 @@
-"""The review queue, as plain functions the app's tabs call: one image at a time, every decision saved at once.
+"""The Review tab: a project's queue, one image at a time, every decision saved at once, and its export.
 
 A review session is a small JSON-able dict (kept per browser tab in gr.State): the project folder,
 the order of the queue and the position in it. Projects are opened once per process and shared.
@@ -13,20 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..annotator import display_copy, display_scale, from_annotator, to_annotator
-from ..images import ImageError
-from ..models import ModelUnavailableError
-from .export import ExportError
-from .labelmap import LabelMapError
-from .paths import UnsafePathError, relative_parts
-from .project import MARKER, ImageRecord, Project, ProjectError, open_project
-from .sources import SourceError
+from ..bootstrap.export import ExportError, export_all, zip_export
+from ..bootstrap.project import MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
+from ..paths import relative_parts
 
-ORDERS = ("confidence", "name")
+ORDERS = (("Least sure first", "confidence"), ("By file name", "name"))
 """Queue orders: least sure first, or by file name."""
-STATUSES = ("pending", "all", "accepted", "rejected")
-
-USER_ERRORS = (ProjectError, LabelMapError, SourceError, UnsafePathError, ExportError, ImageError, ModelUnavailableError)
-"""What the app shows as a one-line message rather than a traceback."""
+SHOWN = ("pending", "all", Status.ACCEPTED.value, Status.REJECTED.value)
+"""Which images a queue shows: pending, all reviewable ones, or those with one decision."""
+FORMATS = (("Pascal VOC", "voc"), ("COCO JSON", "coco"), ("YOLO", "yolo"), ("Hugging Face datasets", "hf"))
 MAX_LABEL_LIST = 200
 """Offer the map's labels as the annotator's choices when there are at most this many."""
 
@@ -71,15 +66,11 @@ def list_projects(root: str | Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / MARKER).is_file())
 
 
-# --- display scaling ----------------------------------------------------------------------------
-
-# --- the session --------------------------------------------------------------------------------
-
 def start(folder: str | Path, order: str = "confidence", status: str = "pending") -> dict:
     """A review session on the project's queue (raises ProjectError when the folder is not a project)."""
     project = get_project(folder)
-    if order not in ORDERS or status not in STATUSES:
-        raise ValueError(f"order is one of {ORDERS}, status one of {STATUSES}")
+    if order not in dict(ORDERS).values() or status not in SHOWN:
+        raise ProjectError(f"order is one of {', '.join(v for _, v in ORDERS)}, status one of {', '.join(SHOWN)}")
     ids = project.queue(order, status)
     return {"project": str(project.folder), "order": order, "status": status, "ids": ids, "pos": 0}
 
@@ -160,7 +151,7 @@ def decide(state: dict, action: str, annotated: dict | None = None, advance: boo
     project = get_project(state["project"])
     rec = project.image(state["ids"][state["pos"]])
     boxes = None
-    if action == "accept":
+    if action == Action.ACCEPT:
         scale = display_scale(rec.width, rec.height)
         dicts = (annotated or {}).get("boxes") or []
         shown = rec.current_boxes()
@@ -174,3 +165,30 @@ def counts_line(counts: dict[str, int]) -> str:
     extra = f" · {counts['new']} not pre-labeled" if counts.get("new") else ""
     return (f"**{counts['accepted']}** accepted · **{counts['pending']}** pending · "
             f"**{counts['rejected']}** rejected · {counts['no_object']} with no object found{extra}")
+
+
+def open_queue(root: str | Path, name: str | None, order: str, status: str) -> dict:
+    """A review session on the project called `name` under root."""
+    if not name:
+        raise ProjectError("Pre-label a folder first, or pick a project.")
+    return start(Path(root) / name, order, status)
+
+
+def need(state: dict | None) -> dict:
+    """The session, or a message that a project must be opened first."""
+    if not state:
+        raise ProjectError("Open a project first.")
+    return state
+
+
+def export(state: dict | None, formats: list[str], include_proposals: bool, overwrite: bool,
+           downloads: str | Path) -> tuple[str, list[str]]:
+    """Write the chosen formats into the project's folder and zip each into `downloads`: (note, zip paths)."""
+    project = get_project(need(state)["project"])
+    if not formats:
+        raise ExportError("Choose at least one format.")
+    folders = export_all(project, formats, include_proposals=include_proposals, overwrite=overwrite)
+    files = [str(zip_export(path, downloads)) for path in folders.values()]
+    n = len(project.annotated(include_proposals))
+    return f"Exported {n} images to " + ", ".join(f"`{p}`" for p in folders.values()), files
+

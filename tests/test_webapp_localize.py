@@ -1,4 +1,4 @@
-"""fol_core.webapp: what the web app computes, without a browser or a server."""
+"""fol_core.webapp.localize: what the Localize tab computes, without a browser or a server."""
 
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
 from fol_core import annotator, webapp
+from fol_core.errors import UserError
 from fol_core.images import ImageError
+from fol_core.methods import ParamError
 from fol_core.result import Box
+from fol_core.webapp import localize
 
 
-def _photo(width: int = 4000, height: int = 3000, boxes: list[Box] | None = None) -> webapp.Photo:
-    return webapp.Photo("unused.jpg", "big photo.jpg", width, height, annotator.display_scale(width, height),
+def _photo(width: int = 4000, height: int = 3000, boxes: list[Box] | None = None) -> localize.Photo:
+    return localize.Photo("unused.jpg", "big photo.jpg", width, height, annotator.display_scale(width, height),
                         boxes or [])
 
 
+@pytest.mark.slow  # loads the model or starts a subprocess
 def test_importable_without_gradio():
-    code = "import sys; sys.modules['gradio'] = None; import fol_core.webapp"
+    code = ("import sys; sys.modules['gradio'] = None; "
+            "from fol_core.webapp import dataset_map, localize, prelabel, review")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
@@ -58,19 +63,28 @@ def test_annotator_round_trip_on_a_large_photo_is_in_the_photos_pixels():
         ("Egyptian cat", 285, "manual"), ("espresso", 967, "manual"), ("object", -1, "manual")]
 
 
-def test_method_params_from_the_advanced_panel():
-    fol = webapp.method_params("fol", 5, 10, 80, " ", 0.2, False)
-    assert fol == {"k": 5, "kmax": 10, "percentile": 80.0, "layer": None}
-    assert webapp.method_params("cam", 5, 10, 80, "bn2", 0.3, True) == {"threshold": "otsu", "layer": "bn2"}
-    assert webapp.method_params("gradcam", 5, 10, 80, "", 0.3, False)["threshold"] == 0.3
-    with pytest.raises(webapp.InputError, match="k must be between 1 and kmax"):
-        webapp.method_params("fol", 12, 10, 80, "", 0.2, False)
-    with pytest.raises(webapp.InputError, match="threshold"):
-        webapp.method_params("gradcam", 5, 10, 80, "", 1.5, False)
+def panel(method: str, **values) -> list:
+    """The Advanced panel's values as the app sends them: every control's default, some changed."""
+    out = []
+    for c in localize.CONTROLS:
+        key = f"{c.param.name}_{c.word}" if c.word else c.param.name
+        out.append(values.get(key, localize.control_default(c, "efficientnet_lite0")) if c.method == method
+                   else localize.control_default(c, "efficientnet_lite0"))
+    return out
 
+
+def test_method_params_from_the_advanced_panel():
+    fol = localize.method_params("fol", panel("fol", layer=" ", percentile=80))
+    assert fol == {"k": 5, "kmax": 10, "percentile": 80.0}
+    assert localize.method_params("cam", panel("cam", layer="bn2", threshold_otsu=True)) == {
+        "threshold": "otsu", "layer": "bn2"}
+    assert localize.method_params("gradcam", panel("gradcam", layer=""))["threshold"] == 0.3
+    with pytest.raises(ParamError, match="threshold"):
+        localize.method_params("gradcam", panel("gradcam", threshold=1.5))
+    assert {c.method for c in localize.CONTROLS} == {"fol", "gradcam", "cam"}  # generated: every method has a panel
 
 def test_class_choices_cover_imagenet_and_find_synonyms():
-    choices = webapp.class_choices()
+    choices = localize.class_choices()
     assert len(choices) == 1000 and len({v for _, v in choices}) == 1000
     assert ("tabby, tabby cat (281)", 281) in choices
 
@@ -78,7 +92,7 @@ def test_class_choices_cover_imagenet_and_find_synonyms():
 def test_export_files_read_back_with_real_readers(tmp_path):
     boxes = [Box(0.0, 0.0, 4000.0, 2732.14, "drilling platform", 540, 0.42, "gradcam"),
              Box(1000.0, 750.0, 2000.0, 2250.0, "missile", 657, 1.0, "manual")]
-    voc_path, coco_path = webapp.export_files(_photo(), boxes, tmp_path / "out")
+    voc_path, coco_path = localize.export_files(_photo(), boxes, tmp_path / "out")
     assert voc_path.parent == coco_path.parent == tmp_path / "out"
     parsed = VOCDetection.parse_voc_xml(ET.parse(voc_path).getroot())["annotation"]
     assert parsed["filename"] == "big photo.jpg" and parsed["size"]["width"] == "4000"
@@ -91,18 +105,19 @@ def test_export_files_read_back_with_real_readers(tmp_path):
     assert coco.imgs[1]["width"] == 4000 and coco.imgs[1]["height"] == 3000
 
 
-def test_export_dir_is_temporary_and_removable():
-    path = webapp.new_export_dir()
+def test_session_folder_is_temporary_and_removable():
+    path = webapp.workdir()
+    assert webapp.workdir(path) == path
     assert Path(path).is_dir() and not Path(path).is_relative_to(Path(__file__).resolve().parent.parent)
-    webapp.remove_export_dir(path)
+    webapp.remove_workdir(path)
     assert not Path(path).exists()
 
 
 def test_run_localize_on_a_large_photo(model, examples_dir, tmp_path):
     big = tmp_path / "big.jpg"
     Image.open(examples_dir / "chelsea.png").convert("RGB").resize((4000, 3000)).save(big, quality=90)
-    params = webapp.method_params("gradcam", 5, 10, 80, "", webapp.THRESHOLD_DEFAULT, False)
-    view = webapp.run_localize(str(big), model.name, "gradcam", "top1", 1, None, params)
+    params = localize.method_params("gradcam", panel("gradcam"))
+    view = localize.run_localize(str(big), model.name, "gradcam", "top1", 1, None, params)
     assert view.photo.width == 4000 and view.photo.scale == 2.5
     assert view.boxed.size == view.annotator["image"].size == (1600, 1200)
     assert "Photo: 4000 x 3000 pixels" in view.summary
@@ -112,16 +127,19 @@ def test_run_localize_on_a_large_photo(model, examples_dir, tmp_path):
 
 
 def test_run_localize_named_classes_and_bad_requests(model, examples_dir):
-    params = webapp.method_params("cam", 5, 10, 80, "", webapp.THRESHOLD_DEFAULT, False)
-    view = webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [967, "cup"], params)
+    params = localize.method_params("cam", panel("cam"))
+    view = localize.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [967, "cup"], params)
     assert {e.label for e in view.result.explanations} == {"espresso", "cup"}
     assert view.why.width > view.why.height  # one heatmap per class, side by side
-    with pytest.raises(webapp.InputError, match="Upload a photo"):
-        webapp.run_localize(None, model.name, "cam", "top1", 1, None, params)
-    with pytest.raises(webapp.InputError, match="at least one class"):
-        webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [], params)
-    with pytest.raises(webapp.InputError, match="no layer"):
-        webapp.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "top1", 1, None,
+    with pytest.raises(localize.InputError, match="Upload a photo"):
+        localize.run_localize(None, model.name, "cam", "top1", 1, None, params)
+    with pytest.raises(localize.InputError, match="at least one class"):
+        localize.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "named", 1, [], params)
+    with pytest.raises(ParamError, match="k must be between 1 and kmax"):
+        localize.run_localize(str(examples_dir / "coffee.png"), model.name, "fol", "top1", 1, None,
+                              localize.method_params("fol", panel("fol", k=12)))
+    with pytest.raises(UserError, match="no layer"):
+        localize.run_localize(str(examples_dir / "coffee.png"), model.name, "cam", "top1", 1, None,
                             {"layer": "no.such.layer"})
     with pytest.raises(ImageError, match="not an image"):
-        webapp.run_localize(__file__, model.name, "cam", "top1", 1, None, params)
+        localize.run_localize(__file__, model.name, "cam", "top1", 1, None, params)

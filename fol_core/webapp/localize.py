@@ -1,15 +1,11 @@
-"""What the web app computes, as plain functions: app.py only wires these to Gradio components.
+"""The Localize tab: one photo in; labelled boxes, the evidence behind them, editable boxes and exports out.
 
-Kept free of gradio so it can be tested alone and reused by other front ends. The annotator and the
-images shown in the browser get a display copy (fol_core.annotator): a 100 MP photo is never sent to
-the browser, and the boxes are scaled back to the photo's own pixels.
+The annotator and the images shown in the browser get a display copy (fol_core.annotator): a 100 MP
+photo is never sent to the browser, and the boxes are scaled back to the photo's own pixels.
 """
 
 from __future__ import annotations
 
-import inspect
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,43 +13,62 @@ from typing import Any
 
 from PIL import Image
 
-from .annotator import display_copy, from_annotator, to_annotator
-from .draw import class_colour, draw_boxes, explain_figure, heatmap_figure, scale_boxes
-from .formats import AnnotatedImage, coco, voc
-from .imagenet import UnknownClassError, classes
-from .images import ImageError, load_image
-from .localize import localize
-from .methods import CAM, FastLocalization, GradCAM
-from .models import ModelUnavailableError, get_spec, load_model
-from .result import Box, Localization
+from ..annotator import display_copy, from_annotator, to_annotator
+from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, scale_boxes
+from ..engine import localize
+from ..errors import UserError
+from ..formats import AnnotatedImage, coco, voc
+from ..imagenet import classes
+from ..images import load_image
+from ..methods import METHODS, Param, get_method
+from ..models import get_spec, load_model
+from ..result import Box, Localization
 
-METHOD_CHOICES = [("FOL (Fast Unsupervised Object Localization)", "fol"), ("Grad-CAM", "gradcam"), ("CAM", "cam")]
-METHOD_NAMES = {"fol": "FOL", "gradcam": "Grad-CAM", "cam": "CAM"}
+METHOD_CHOICES = [(m.title, name) for name, m in METHODS.items()]
 CLASS_MODES = [("Top-1 class", "top1"), ("Top-N classes (Algorithm 2)", "topn"), ("Classes I name", "named")]
 
 
-class InputError(ValueError):
-    """A request the app cannot run as given; the message is one line for the user."""
+class InputError(UserError):
+    """A request the Localize tab cannot run as given."""
 
 
-USER_ERRORS = (InputError, ImageError, ModelUnavailableError, UnknownClassError)
-"""Errors whose message is meant for the user (the app shows it and goes on)."""
+@dataclass(frozen=True)
+class Control:
+    """One control of the Advanced panel: a method's parameter, or the switch to one of its words
+    (Grad-CAM's "use Otsu's threshold instead"). Generated from the methods' declarations."""
+
+    method: str
+    param: Param
+    word: str | None = None
 
 
-def _default(cls: type, name: str) -> Any:
-    return inspect.signature(cls.__init__).parameters[name].default
-
-
-FOL_DEFAULTS = {n: _default(FastLocalization, n) for n in ("k", "kmax", "percentile")}
-"""The paper's defaults, read from the method so the app never disagrees with the engine."""
-THRESHOLD_DEFAULT = _default(GradCAM, "threshold")
-assert THRESHOLD_DEFAULT == _default(CAM, "threshold")
+CONTROLS = [Control(name, p, w) for name, m in METHODS.items() for p in m.params if p.advanced
+            for w in (None, *p.words)]
+"""Every method's Advanced controls, in the order the app lays them out and passes their values back."""
 
 
 def default_layer(model_name: str, method: str) -> str:
     """The registry's layer for this model and method (FOL reads an inner layer, Grad-CAM/CAM the last)."""
-    spec = get_spec(model_name)
-    return spec.fol_layer if method == "fol" else spec.cam_layer
+    return get_method(method).default_layer(get_spec(model_name))
+
+
+def control_default(control: Control, model_name: str) -> Any:
+    """A control's starting value (layers: the registry's for the model)."""
+    if control.word:
+        return False
+    if control.param.name == "layer":
+        return default_layer(model_name, control.method)
+    return control.param.default
+
+
+def method_params(method: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The chosen method's parameters from the Advanced panel's values (aligned with CONTROLS), checked
+    (ParamError); a parameter left empty keeps the method's default."""
+    params: dict[str, Any] = {}
+    for control, value in zip(CONTROLS, values):
+        if control.method == method and (control.word is None or value):
+            params[control.param.name] = control.param.parse(control.word or value)
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def class_choices() -> list[tuple[str, int]]:
@@ -99,24 +114,6 @@ def box_table(boxes: Sequence[Box]) -> list[list[Any]]:
 BOX_TABLE_HEADERS = ["label", "x0", "y0", "x1", "y1", "score", "method"]
 
 
-def method_params(method: str, k: int, kmax: int, percentile: float, layer: str | None,
-                  threshold: float, otsu: bool) -> dict[str, Any]:
-    """The method's keyword arguments from the Advanced panel; InputError when they do not fit together."""
-    layer = (layer or "").strip() or None
-    if method == "fol":
-        k, kmax = int(k), int(kmax)
-        if not 1 <= k <= kmax:
-            raise InputError(f"k must be between 1 and kmax (got k={k}, kmax={kmax}).")
-        if not 0 < float(percentile) < 100:
-            raise InputError(f"The percentile must be between 0 and 100 (got {percentile}).")
-        return {"k": k, "kmax": kmax, "percentile": float(percentile), "layer": layer}
-    if method in ("gradcam", "cam"):
-        if not otsu and not 0 <= float(threshold) < 1:
-            raise InputError(f"The threshold is a fraction of the maximum, from 0 to 1 (got {threshold}).")
-        return {"threshold": "otsu" if otsu else float(threshold), "layer": layer}
-    raise InputError(f"Unknown method {method!r}.")
-
-
 @dataclass
 class LocalizeView:
     """Everything the Localize tab shows after one run."""
@@ -138,32 +135,22 @@ class LocalizeView:
 
 
 def explanation_image(display: Image.Image, result: Localization) -> Image.Image:
-    """FOL: Figure 3 of the paper (input, the chosen neurons' maps, their union, the box) per class.
-    Grad-CAM/CAM: each class's heatmap over the photo with that class's boxes."""
-    if result.method == "fol" or not result.explanations:
-        return explain_figure(display, result)
-    return heatmap_figure(display, result)
+    """Heatmap methods: each class's heatmap over the photo with that class's boxes. FOL: Figure 3 of the
+    paper (input, the chosen neurons' maps, their union, the box) per class."""
+    if get_method(result.method).heatmap and result.explanations:
+        return heatmap_figure(display, result)
+    return explain_figure(display, result)
 
 
 def run_localize(path: str | None, model_name: str, method: str, class_mode: str, topn: int,
                  named: Sequence[str | int] | None, params: dict[str, Any], file_name: str | None = None
                  ) -> LocalizeView:
-    """Localize the photo at `path` as the Localize tab asks; USER_ERRORS carry a message for the user."""
+    """Localize the photo at `path` as the Localize tab asks (UserError: a message for the user)."""
     photo, display, scale = open_photo(path, file_name)
     if class_mode == "named" and not named:
         raise InputError("Pick at least one class from the list, or choose Top-1 / Top-N.")
-    model = load_model(model_name)
-    try:
-        result = localize(
-            photo, model, method,
-            classes=list(named) if class_mode == "named" else None,
-            topn=int(topn) if class_mode == "topn" else 1,
-            **params,
-        )
-    except ValueError as exc:  # a bad layer, or CAM on a model without a GAP + linear head
-        if isinstance(exc, USER_ERRORS):
-            raise
-        raise InputError(str(exc)) from None
+    result = localize(photo, load_model(model_name), method, classes=list(named) if class_mode == "named" else None,
+                      topn=int(topn) if class_mode == "topn" else 1, **params)
     name = file_name or Path(path).name
     info = Photo(path, name, photo.width, photo.height, scale, list(result.boxes))
     shown = replace(result, boxes=scale_boxes(result.boxes, 1 / scale, 1 / scale),
@@ -171,7 +158,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
     found = sorted({b.label for b in result.boxes})
     summary = (
         f"**{len(result.boxes)} box{'es' if len(result.boxes) != 1 else ''}**"
-        f"{' for ' + ', '.join(found) if found else ''} with {METHOD_NAMES[method]}"
+        f"{' for ' + ', '.join(found) if found else ''} with {get_method(method).title}"
         f" on {result.model}, in {result.seconds:.2f} s. Photo: {photo.width} x {photo.height} pixels."
     )
     if not result.boxes:
@@ -198,14 +185,3 @@ def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tup
     item = AnnotatedImage(photo.file_name, photo.width, photo.height, list(boxes))
     stem = Path(photo.file_name).stem or "photo"
     return voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json")
-
-
-def new_export_dir() -> str:
-    """A fresh per-session folder for exports, in the system's temp folder (never in the repository)."""
-    return tempfile.mkdtemp(prefix="fol-export-")
-
-
-def remove_export_dir(path: str | None) -> None:
-    """Delete a session's export folder when its session ends."""
-    if path and Path(path).name.startswith("fol-export-"):
-        shutil.rmtree(path, ignore_errors=True)

@@ -16,7 +16,8 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
-from ..images import IMAGE_SUFFIXES
+from .errors import UserError
+from .images import IMAGE_SUFFIXES
 
 SEPARATOR = "__"
 """Joins the folders of a relative path in a flattened name: a/b/c.jpg -> a__b__c.jpg."""
@@ -30,7 +31,7 @@ ZIP_MAX_RATIO = 200
 """Zip bomb guard: a member larger than 1 MB that compresses more than this is refused (photos barely compress)."""
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError):
     """A path that would leave the folder it must stay in; one line for the user."""
 
 

@@ -24,14 +24,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..imagenet import UnknownClassError, classes, resolve_class
 from . import hierarchy
+from .errors import UserError
+from .imagenet import UnknownClassError, classes, resolve_class
 
 THRESHOLD = 0.1
 """An image whose best label scores below this (sum of its classes' probabilities) is "no object found"."""
 
 
-class LabelMapError(ValueError):
+class LabelMapError(UserError):
     """A label map that cannot be used; the message is one line for the user."""
 
 
@@ -119,25 +120,22 @@ class LabelMap:
             raise LabelMapError(f"{path}: no such label map file")
         return cls.parse(p.read_text(encoding="utf-8"))
 
-    def to_yaml(self) -> str:
-        """The map as the user wrote it (the default map writes nothing: it is implied)."""
-        if not self.spec:
-            return ""
-        return yaml.safe_dump({"labels": self.spec, "threshold": self.threshold}, sort_keys=False, allow_unicode=True)
-
     @property
     def names(self) -> list[str]:
         return list(self.labels)
 
-    def scores(self, probs: torch.Tensor) -> dict[str, float]:
-        """Each label's score: the sum of its classes' probabilities."""
-        if self._matrix is None:  # (labels, 1000) membership: one product scores every label
-            m = torch.zeros(len(self.labels), len(classes()))
-            for row, idx in enumerate(self.labels.values()):
-                m[row, list(idx)] = 1.0
+    def score_matrix(self, probs: torch.Tensor) -> torch.Tensor:
+        """(..., labels): each label's score, the sum of its classes' probabilities, for (..., 1000) probabilities."""
+        if self._matrix is None:  # (1000, labels) membership: one product scores every label
+            m = torch.zeros(len(classes()), len(self.labels))
+            for col, idx in enumerate(self.labels.values()):
+                m[list(idx), col] = 1.0
             self._matrix = m
-        values = self._matrix @ probs.detach().float()
-        return dict(zip(self.labels, values.tolist()))
+        return probs.detach().float() @ self._matrix
+
+    def scores(self, probs: torch.Tensor) -> dict[str, float]:
+        """Each label's score for one image's (1000,) probabilities."""
+        return dict(zip(self.labels, self.score_matrix(probs).tolist()))
 
     def best_class(self, label: str, probs: torch.Tensor) -> int:
         """The label's most probable class: the one to localize."""

@@ -1,0 +1,21 @@
+"""The one base of every error whose message is meant for the user.
+
+A UserError says, in one line, what the user can change (a file, a name, a setting). Front ends
+show exactly these as messages and go on; any other exception is a bug, and is logged with its
+traceback rather than shown as if it were the user's fault.
+"""
+
+from __future__ import annotations
+
+MAX_MESSAGE = 300
+"""Longest message shown to a user (a crafted file can make a library's message huge)."""
+
+
+class UserError(Exception):
+    """Something the user asked for cannot be done as given; str(self) is one line for the user."""
+
+
+def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
+    """The first line of an exception's message (or its type), cut to `limit` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,92 @@
+"""Exports of a project read back by real readers, and never over another project's files."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import datasets
+import pytest
+from pycocotools.coco import COCO
+from torchvision.datasets import VOCDetection
+
+from fol_core.bootstrap import export as exp
+from fol_core.formats import yolo
+from fol_core.webapp import review
+
+
+@pytest.fixture(scope="module")
+def reviewed(prelabeled):
+    """The reviewer's decisions: coffee's box relabelled "mug" plus a drawn "spoon", the cat as proposed,
+    the rocket rejected; the rest pending."""
+    state = review.jump(review.start(prelabeled.folder, "name", "all"), "coffee")
+    boxes = review.current(state).annotator["boxes"]
+    boxes = [{**boxes[0], "label": "mug"}, {"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60, "label": "spoon"}]
+    review.decide(state, "accept", {"boxes": boxes})
+    state = review.jump(state, "chelsea.png")
+    review.decide(state, "accept", review.current(state).annotator)
+    review.decide(review.jump(state, "rocket"), "reject")
+    return prelabeled
+
+
+def test_exports_read_back_in_every_reader(reviewed, tmp_path):
+    prelabeled = reviewed
+    accepted = {r.file_name: r.boxes for r in prelabeled.images() if r.review == "accepted"}
+    out = exp.export_all(prelabeled, list(exp.FORMATS))
+    assert set(out) == {"voc", "coco", "yolo", "hf"} and all(p.parent == prelabeled.folder for p in out.values())
+    # VOC, with torchvision's parser
+    voc = out["voc"]
+    assert (voc / "ImageSets" / "Main" / "trainval.txt").read_text().split() == ["chelsea", "coffee"]
+    assert (voc / "ImageSets" / "Main" / "mug_trainval.txt").read_text().split() == ["chelsea", "-1", "coffee", "1"]
+    for name, boxes in accepted.items():
+        ann = VOCDetection.parse_voc_xml(ET.parse(voc / "Annotations" / f"{Path(name).stem}.xml").getroot())["annotation"]
+        got = [(o["name"], *(int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax"))) for o in ann["object"]]
+        assert got == [(b.label, round(b.x0) + 1, round(b.y0) + 1, round(b.x1), round(b.y1)) for b in boxes]
+        assert (voc / "JPEGImages" / name).read_bytes() == prelabeled.source().read_bytes(name)
+    # COCO, with pycocotools
+    api = COCO(str(out["coco"] / "annotations.json"))
+    for img in api.loadImgs(api.getImgIds()):
+        anns = api.loadAnns(api.getAnnIds(imgIds=img["id"]))
+        got = [(api.loadCats(a["category_id"])[0]["name"], a["bbox"][0], a["bbox"][1],
+                a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]) for a in anns]
+        want = [(b.label, b.x0, b.y0, b.x1, b.y1) for b in accepted[img["file_name"]]]
+        assert [g[0] for g in got] == [w[0] for w in want]
+        assert [g[1:] for g in got] == [pytest.approx(w[1:], abs=0.011) for w in want]
+        assert (out["coco"] / "images" / img["file_name"]).is_file()
+    # YOLO
+    names = (out["yolo"] / "classes.txt").read_text().splitlines()
+    assert names[:1] == ["cat"] and "mug" in names
+    for item in yolo.read_dataset(out["yolo"]):
+        want = accepted[item.file_name]
+        assert [b.label for b in item.boxes] == [b.label for b in want]
+        for g, w in zip(item.boxes, want):
+            assert (g.x0, g.y0, g.x1, g.y1) == pytest.approx((w.x0, w.y0, w.x1, w.y1), abs=0.01)
+    # Hugging Face datasets
+    ds = datasets.load_from_disk(str(out["hf"]))
+    cats = ds.features["objects"]["category"].feature
+    for row in ds:
+        want = accepted[row["file_name"]]
+        assert row["image"].size == (row["width"], row["height"])
+        assert [cats.int2str(c) for c in row["objects"]["category"]] == [b.label for b in want]
+        for (x, y, w, h), b in zip(row["objects"]["bbox"], want):
+            assert (x, y, x + w, y + h) == pytest.approx((b.x0, b.y0, b.x1, b.y1), abs=1e-3)
+    # with the proposals: the pending "dog" image joins; the rejected rocket never does
+    with_props = exp.export(prelabeled, "coco", tmp_path / "all", include_proposals=True)
+    files = {i["file_name"] for i in json.loads((with_props / "annotations.json").read_text())["images"]}
+    assert files == {"chelsea.png", "coffee.png", "dog__chelsea.png"}
+
+
+def test_an_export_never_overwrites_another_projects_files(reviewed, tmp_path):
+    prelabeled = reviewed
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "annotations.json").write_text("{}")
+    with pytest.raises(exp.ExportError, match="choose another folder, or overwrite"):
+        exp.export(prelabeled, "coco", theirs)
+    assert (theirs / "annotations.json").read_text() == "{}"
+    (theirs / "keep.txt").write_text("mine")
+    exp.export(prelabeled, "coco", theirs, overwrite=True)  # asked: writes its files, deletes nothing
+    assert (theirs / "keep.txt").read_text() == "mine" and COCO(str(theirs / "annotations.json")).getImgIds()
+    again = exp.export(prelabeled, "voc")  # its own earlier export: replaced whole
+    assert again == prelabeled.folder / "voc" and not list(prelabeled.folder.glob(".voc.*"))

@@ -1,0 +1,96 @@
+"""Pre-labeling: user labels on boxes, resumable runs from folders, zips and saved datasets, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import datasets
+from conftest import MAP
+from pycocotools.coco import COCO
+
+from fol_core.bootstrap import export as exp
+from fol_core.bootstrap.prelabel import open_run, run_prelabel
+from fol_core.imagenet import resolve_class
+from fol_core.labelmap import LabelMap
+
+CATS = {resolve_class(n) for n in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")}
+
+
+
+def test_prelabel_names_boxes_with_user_labels(prelabeled):
+    recs = {r.key: r for r in prelabeled.images()}
+    assert len(recs) == 5 and all(r.stage != "new" for r in recs.values())
+    cat = recs["chelsea.png"]
+    assert cat.stage == "proposed" and [b.label for b in cat.proposals] == ["cat"]
+    assert cat.proposals[0].class_index in CATS and cat.confidence > 0.5
+    assert recs["coffee.png"].proposals[0].label == "cup"
+    # no label of the map in the rocket or the astronaut: "no object found", no forced box
+    assert recs["rocket.jpg"].stage == "no_object" and recs["rocket.jpg"].proposals == []
+    assert recs["astronaut.png"].stage == "no_object"
+    # the folder says "dog": the class query localizes a dog class, even though the photo is a cat
+    filed = recs["dog/chelsea.png"]
+    assert filed.image_label == "dog" and [b.label for b in filed.proposals] == ["dog"]
+    assert filed.proposals[0].class_index in LabelMap.parse(MAP).labels["dog"]
+    for r in recs.values():
+        for b in r.proposals:
+            assert 0 <= b.x0 < b.x1 <= r.width and 0 <= b.y0 < b.y1 <= r.height
+
+
+def test_cli_prelabel_resumes_and_export_refuses_other_folders(tmp_path, examples_dir, model, capsys):
+    from fol_core.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(examples_dir / name, src / name)
+    out = tmp_path / "proj"
+    assert main(["prelabel", str(src), "--out", str(out), "--method", "cam", "--limit", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "2 images (2 new), 2 to pre-label" in text and "1 images in" in text and "1 left" in text
+    assert main(["prelabel", str(src), "--out", str(out), "--method", "cam"]) == 0
+    assert "2 images (0 new), 1 to pre-label" in capsys.readouterr().out
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    assert main(["prelabel", str(src), "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "not empty" in err
+    assert main(["export", str(out)]) == 2
+    assert "nothing to export" in capsys.readouterr().err
+    assert main(["export", str(out), "--include-proposals", "--format", "coco", "yolo"]) == 0
+    assert len(COCO(str(out / "coco" / "annotations.json")).getImgIds()) == 2
+    assert main(["export", str(out), "--include-proposals", "--format", "voc", "--dest", str(other)]) == 2
+    assert "choose another folder, or overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["thesis.tex"]
+
+
+def test_zip_upload_resumes_from_a_new_temporary_path(tmp_path, examples_dir, model):
+    from fol_core.bootstrap.prelabel import prelabel_folder
+
+    archive = tmp_path / "upload-1.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(examples_dir / "chelsea.png", "pets/chelsea.png")
+        z.write(examples_dir / "coffee.png", "../coffee.png")
+    project, summary, new = prelabel_folder(str(archive), tmp_path / "p", "cat: [domestic cat]", method="cam", limit=1)
+    assert (new, summary.done, summary.remaining) == (2, 1, 1)
+    assert sorted(r.key for r in project.images()) == ["coffee.png", "pets/chelsea.png"]
+    again = tmp_path / "upload-2.zip"  # the same upload lands at another temporary path
+    shutil.copy(archive, again)
+    project, summary, new = prelabel_folder(str(again), tmp_path / "p", "", method="cam")
+    assert (new, summary.done, summary.remaining) == (0, 1, 0)
+    assert project.label_map.names == ["cat"]  # an empty map keeps the project's own
+
+
+def test_a_saved_dataset_is_pre_labeled_and_exported_from_its_bytes(tmp_path, examples_dir, model):
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "cup"])})
+    datasets.Dataset.from_dict(
+        {"image": [str(examples_dir / "chelsea.png"), str(examples_dir / "coffee.png")], "label": [0, 1]}, features=feats,
+    ).save_to_disk(str(tmp_path / "saved"))
+    project, _ = open_run(str(tmp_path / "saved"), str(tmp_path / "p"), image_labels="label")
+    run_prelabel(project, model, "cam", label_map=LabelMap.parse(MAP))
+    recs = {r.key: r for r in project.images()}
+    assert [b.label for b in recs["train/1"].proposals] == ["cup"] and recs["train/0"].image_label == "cat"
+    path = exp.export(project, "voc", include_proposals=True)
+    assert sorted(p.name for p in (path / "JPEGImages").iterdir()) == ["train__chelsea.png", "train__coffee.png"]
+    assert (path / "JPEGImages" / "train__coffee.png").read_bytes() == (examples_dir / "coffee.png").read_bytes()

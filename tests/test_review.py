@@ -1,0 +1,67 @@
+"""The Review tab's queue: least sure first, decisions saved at once, boxes in the photo's pixels."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from fol_core import annotator
+from fol_core.bootstrap.project import ProjectError
+from fol_core.result import Box
+from fol_core.webapp import review
+
+
+def test_review_queue_sorts_least_sure_first_and_saves_decisions(prelabeled):
+    state = review.start(prelabeled.folder, order="confidence", status="pending")
+    confidences = [prelabeled.image(i).confidence for i in state["ids"]]
+    assert confidences == sorted(confidences) and len(state["ids"]) == 5
+    view = review.current(state)
+    assert view.position == "1 / 5" and view.counts["pending"] == 5
+    state = review.jump(state, "coffee")
+    view = review.current(state)
+    assert view.record.file_name == "coffee.png"
+    # nudge the proposed box 10 display pixels right, relabel it, add one, then accept
+    boxes = view.annotator["boxes"]
+    boxes[0] = {**boxes[0], "xmin": boxes[0]["xmin"] + 10, "label": "mug"}
+    boxes.append({"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60, "label": "spoon", "color": (0, 0, 0)})
+    boxes.append({"xmin": 100, "ymin": 100, "xmax": 150, "ymax": 150, "label": ""})  # drawn, not named
+    after = review.decide(state, "accept", {"image": None, "boxes": boxes})
+    assert after["pos"] == state["pos"] + 1
+    saved = prelabeled.image(view.record.id)
+    assert saved.review == "accepted" and [b.label for b in saved.boxes] == ["mug", "spoon", "cup"]
+    assert view.scale == pytest.approx(600 / 640)  # shown enlarged: display pixels scale back to the photo's
+    assert saved.boxes[0].x0 == pytest.approx(view.record.proposals[0].x0 + 10 * view.scale, abs=1)
+    assert (saved.boxes[1].x0, saved.boxes[1].y1) == pytest.approx((5 * view.scale, 60 * view.scale), abs=0.01)
+    # accept the cat untouched: the exact proposed coordinates are kept
+    state = review.jump(state, "chelsea.png")
+    cat = review.current(state)
+    review.decide(state, "accept", cat.annotator)
+    assert prelabeled.image(cat.record.id).boxes == cat.record.proposals
+    state = review.jump(state, "rocket")
+    review.decide(state, "reject")
+    state = review.jump(state, "astronaut")
+    review.decide(state, "skip")
+    counts = prelabeled.counts()
+    assert (counts["accepted"], counts["rejected"], counts["pending"]) == (2, 1, 2)
+    assert [d["action"] for d in prelabeled.decisions()] == ["accept", "accept", "reject", "skip"]
+    assert review.move(review.move(state, 100), -1)["pos"] == len(state["ids"]) - 2
+    with pytest.raises(ProjectError):
+        review.jump(state, "no-such-file")
+
+
+def test_annotator_boxes_scale_back_to_a_large_photos_pixels(examples_dir):
+    photo = Image.open(examples_dir / "coffee.png").convert("RGB").resize((4000, 3000))
+    shown, scale = annotator.display_copy(photo)
+    assert max(shown.size) == annotator.DISPLAY_MAX and scale == pytest.approx(2.5)
+    truth = [Box(1000.0, 500.0, 3000.0, 2500.0, "cup", 968, 0.9, "fol")]
+    dicts = annotator.to_annotator(truth, scale)
+    assert dicts[0]["xmin"] == 400 and dicts[0]["ymax"] == 1000
+    moved = [{**dicts[0], "xmin": 420, "xmax": 1700}]  # nudged, and dragged past the right edge
+    back = annotator.from_annotator(moved, scale, 4000, 3000, truth)
+    assert (back[0].x0, back[0].y0, back[0].x1, back[0].y1) == (1050.0, 500.0, 4000.0, 2500.0)
+    assert annotator.from_annotator(dicts, scale, 4000, 3000, truth) == truth  # untouched: exact
+    small, scale = annotator.display_copy(Image.open(examples_dir / "chelsea.png"))  # small photos are enlarged
+    assert small.size == (640, 426) and scale == pytest.approx(451 / 640)
+    drawn = annotator.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)
+    assert (drawn[0].x0, drawn[0].x1, drawn[0].y1) == pytest.approx((45.1, 451.0, 300.0), abs=0.3)
+    assert annotator.display_copy(photo.resize((1000, 800)))[1] == 1.0

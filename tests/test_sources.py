@@ -1,0 +1,62 @@
+"""Image sources: folders (recursive, folder labels, links), CSV labels, saved datasets and imagefolders."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import datasets
+import pytest
+from PIL import Image
+
+from fol_core import paths
+from fol_core.bootstrap.sources import FolderSource, open_source, source_spec
+
+
+def test_folder_source_is_recursive_with_folder_labels(tricky_folder):
+    items = list(FolderSource(tricky_folder, "folders").items())
+    assert [(i.key, i.label) for i in items] == [
+        ("rocket.jpg", None), ("cat/photo.png", "cat"), ("cup/Photo.PNG", "cup"), ("cup/photo.png", "cup"),
+        ("hog/my cat ü.png", "hog"),
+    ]
+
+
+def test_csv_labels_match_by_path_or_unique_file_name(tricky_folder, tmp_path):
+    table = tmp_path / "labels.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "label"])
+        w.writerows([["rocket.jpg", "missile"], ["cup/photo.png", "cup"], ["photo.png", "ambiguous"]])
+    labels = {i.key: i.label for i in FolderSource(tricky_folder, str(table)).items()}
+    assert labels["rocket.jpg"] == "missile" and labels["cup/photo.png"] == "cup"
+    assert labels["cat/photo.png"] is None  # "photo.png" names two files: not guessed
+
+
+def test_saved_dataset_and_imagefolder_sources(tmp_path, examples_dir):
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "cup"])})
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(examples_dir / "chelsea.png"), str(examples_dir / "coffee.png")], "label": [0, 1]}, features=feats)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    src = open_source(source_spec(str(tmp_path / "saved"), image_labels="folders"))
+    items = list(src.items())
+    assert [(i.key, i.name, i.label) for i in items] == [("train/0", "train/chelsea.png", "cat"), ("train/1", "train/coffee.png", "cup")]
+    assert src.open("train/1").size == Image.open(examples_dir / "coffee.png").size
+    folder = tmp_path / "imgs"
+    for label, name in (("cat", "chelsea.png"), ("cup", "coffee.png")):
+        (folder / label).mkdir(parents=True)
+        shutil.copy(examples_dir / name, folder / label / name)
+    spec = source_spec(f"hf:{folder}", image_labels="label")
+    assert spec["mode"] == "imagefolder"
+    src = open_source(spec, tmp_path / "project")
+    assert sorted(i.label for i in src.items()) == ["cat", "cup"]
+    assert (tmp_path / "project" / ".cache").is_dir()  # the Arrow cache stays in the project's folder
+
+
+def test_folder_source_reads_links_inside_and_refuses_keys_that_climb_out(tmp_path, examples_dir):
+    (tmp_path / "cat.png").symlink_to(examples_dir / "chelsea.png")
+    source = FolderSource(tmp_path)
+    assert [item.key for item in source.items()] == ["cat.png"]
+    assert source.read_bytes("cat.png") == (examples_dir / "chelsea.png").read_bytes()
+    for key in ("../secret.png", "/etc/passwd"):
+        with pytest.raises(paths.UnsafePathError):
+            source.read_bytes(key)
