@@ -59,11 +59,13 @@ def binarize(heatmap: np.ndarray, threshold: float | str) -> np.ndarray:
 
 
 def region_boxes(mask: np.ndarray, min_area: float = 0.01) -> list[tuple[int, int, int, int]]:
-    """One (x0, y0, x1, y1) box (pixel edges) per 8-connected region of at least min_area of the map."""
+    """One (x0, y0, x1, y1) box (pixel edges) per 8-connected region of at least min_area of the map,
+    the largest region first (the method's top box)."""
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     total = mask.shape[0] * mask.shape[1]
+    regions = sorted(range(1, n), key=lambda i: -int(stats[i][4]))
     boxes = []
-    for i in range(1, n):
+    for i in regions:
         x, y, w, h, area = (int(v) for v in stats[i])
         if area >= min_area * total:
             boxes.append((x, y, x + w, y + h))

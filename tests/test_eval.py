@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from fol_core.evaluation import command
+from fol_core.evaluation.dataset import build_mosaics, load_dataset, load_label_map
+from fol_core.evaluation.evaluate import Outcome
 from fol_core.formats import AnnotatedImage, voc
 from fol_core.images import load_image
 from fol_core.methods import FastLocalization, GradCAM
@@ -135,3 +138,25 @@ def test_explain_each_equals_the_method_at_each_value(model, examples_dir):
     fp = cam.forward(model.to_pixels(load_image(examples_dir / "chelsea.png")))
     for expl, t in zip(cam.explain_each(fp, 281, "threshold", [0.2, 0.6]), [0.2, 0.6]):
         assert np.array_equal(expl.mask, GradCAM(model, threshold=t).explain(fp, 281).mask)
+
+
+def test_mosaics_put_two_labelled_photos_side_by_side(voc_folder, tmp_path):
+    root, items = voc_folder
+    data = load_dataset(root, ["chelsea", "coffee", "rocket"], load_label_map(root / "labels.yaml"))
+    mosaics = build_mosaics(data, tmp_path / "m")
+    cat, cup = mosaics.samples  # rocket has no partner left
+    assert cat.path == cup.path and cat.label == "cat" and cup.label == "cup"
+    with Image.open(cat.path) as im:
+        assert im.size == (cat.width, cat.height)
+    scale = cat.height / Image.open(root / "JPEGImages" / "coffee.png").height
+    cat_w = round(Image.open(root / "JPEGImages" / "chelsea.png").width * cat.height / 300)
+    assert cup.boxes[0] == pytest.approx(np.array(items["coffee.png"][1]) * scale + [cat_w, 0, cat_w, 0])
+
+
+def test_agnostic_samples_hold_every_box_and_outcomes_count_recall(voc_folder):
+    root, _ = voc_folder
+    (sample,) = load_dataset(root, ["astronaut"], agnostic=True).samples  # "person": no ImageNet class needed
+    assert sample.classes == () and sample.label == "object"
+    sample = replace(sample, boxes=np.array([[0, 0, 10, 10], [20, 20, 40, 40]], float))
+    out = Outcome(sample, np.array([[20, 20, 40, 41], [0, 0, 30, 30]], float), 0.95, 0, 0, 0.1)
+    assert out.found == 1 and out.top_iou == pytest.approx(400 / 420) and out.top1_ok

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..formats import voc
 from ..methods import METHODS, get_method
 from ..models import load_model
-from .dataset import SPLITS, DatasetError, load_dataset, load_label_map, split_ids
+from .dataset import SPLITS, DatasetError, build_mosaics, load_dataset, load_label_map, split_ids
 
 HELP = "score the methods' boxes against a Pascal VOC folder's boxes (GT-known/Top-1 Loc, IoU, MaxBoxAccV2)"
 
@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: object names are WordNet ids)")
     parser.add_argument("--imageset", default=None, metavar="NAME", help="image list ImageSets/Main/NAME.txt")
     parser.add_argument("--limit", type=int, default=None, help="score (and calibrate on) at most N images each")
+    parser.add_argument("--agnostic", action="store_true",
+                        help="class-agnostic: explain the classifier's top-1 class, every true box counts whatever "
+                             "its name (a class the model lacks, e.g. raccoon-dev)")
+    parser.add_argument("--mosaics", action="store_true",
+                        help="score on two-photo mosaics of the split's images (both classes named), written to "
+                             "OUT/mosaics; calibration stays on single photos")
     parser.add_argument("--sheet", type=int, default=8, help="worst and best images per method on its sheet")
     parser.add_argument("--out", default="exports/eval", help="output folder (default: %(default)s)")
 
@@ -42,9 +48,10 @@ def _command(args: argparse.Namespace, methods: list[str], split: str) -> str:
     """The command line that reproduces this run (shown in results.json/md)."""
     parts = ["python -m fol_core eval", shlex.quote(str(args.dataset)), "--methods", ",".join(methods),
              "--model", args.model, "--split", split]
-    given = {p.name for m in methods for p in get_method(m).params}
+    given = dict.fromkeys(p.name for m in methods for p in get_method(m).params)
     options = (("--calibrate", args.calibrate), *((f"--{n.replace('_', '-')}", getattr(args, n)) for n in given),
-               ("--labels", args.labels), ("--imageset", args.imageset), ("--limit", args.limit))
+               ("--labels", args.labels), ("--imageset", args.imageset), ("--limit", args.limit),
+               ("--agnostic", "" if args.agnostic else None), ("--mosaics", "" if args.mosaics else None))
     for flag, value in options:
         if value is not None:
             parts += [flag] + ([shlex.quote(str(value))] if value != "" else [])
@@ -68,15 +75,18 @@ def run(args: argparse.Namespace) -> int:
         params = {m: method_params(args, m) for m in methods}  # also refuses an unknown method
         label_map = load_label_map(args.labels) if args.labels else None
         ids = voc.image_ids(root, args.imageset) if (root / voc.ANNOTATIONS).is_dir() else []
-        data = load_dataset(root, split_ids(ids, split)[: args.limit], label_map)
+        data = load_dataset(root, split_ids(ids, split)[: args.limit], label_map, agnostic=args.agnostic)
+        if args.mosaics:
+            data = build_mosaics(data, Path(args.out) / "mosaics")
         calib = None
         if args.calibrate == "":
-            calib = load_dataset(root, split_ids(ids, "calib")[: args.limit], label_map)
+            calib = load_dataset(root, split_ids(ids, "calib")[: args.limit], label_map, agnostic=args.agnostic)
         elif args.calibrate is not None:
             other = Path(args.calibrate)
             if other.resolve() == root.resolve():
                 raise DatasetError("--calibrate DIR must be another folder; without DIR it uses the calib split")
-            calib = load_dataset(other, voc.image_ids(other, args.imageset)[: args.limit], label_map)
+            calib = load_dataset(other, voc.image_ids(other, args.imageset)[: args.limit], label_map,
+                                 agnostic=args.agnostic)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

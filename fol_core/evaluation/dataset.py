@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import UserError
 from ..formats import voc
@@ -19,6 +20,8 @@ from ..imagenet import UnknownClassError, resolve_class
 from ..labelmap import LabelMap, LabelMapError
 from .metrics import as_boxes
 
+AGNOSTIC = "object"
+"""The label of class-agnostic samples: every true box counts, whatever the classifier calls it."""
 SPLITS = ("all", "calib", "test")
 """The fixed split of an image list: "calib" its lines at even 0-based positions, "test" the odd ones."""
 
@@ -71,11 +74,12 @@ def split_ids(ids: list[str], split: str) -> list[str]:
 
 
 def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict[str, tuple[int, ...]] | None = None,
-                 imageset: str | None = None) -> Dataset:
+                 imageset: str | None = None, agnostic: bool = False) -> Dataset:
     """Read the annotations of `ids` (default: image_ids(root)) into samples; bad files become problems.
 
     Objects are grouped by label; a label with no ImageNet class (and no entry in the label map) is
-    reported once and its objects are left out.
+    reported once and its objects are left out. `agnostic`: one sample per image holding every object,
+    whatever its name, explained as the classifier's top-1 class (classes empty).
     """
     root = Path(root)
     if not (root / voc.ANNOTATIONS).is_dir():
@@ -96,9 +100,9 @@ def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict
             continue
         groups: dict[str, list] = {}
         for b in item.boxes:
-            groups.setdefault(b.label, []).append((b.x0, b.y0, b.x1, b.y1))
+            groups.setdefault(AGNOSTIC if agnostic else b.label, []).append((b.x0, b.y0, b.x1, b.y1))
         for label, boxes in groups.items():
-            classes = _classes_of(label, label_map)
+            classes = () if agnostic else _classes_of(label, label_map)
             if classes is None:
                 if label not in unknown:
                     unknown.add(label)
@@ -116,3 +120,43 @@ def _classes_of(label: str, label_map: dict[str, tuple[int, ...]] | None) -> tup
         return (resolve_class(label),)
     except UnknownClassError:
         return None
+
+
+def build_mosaics(data: Dataset, folder: str | Path) -> Dataset:
+    """Two-photo mosaics of the dataset's images, side by side at a common height, written to `folder`:
+    consecutive images of different labels are paired; each mosaic gives one sample per photo (its
+    label, its boxes moved into the mosaic), so both classes are named in the same photo."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_image: dict[str, list[Sample]] = {}
+    for s in data.samples:
+        by_image.setdefault(s.image_id, []).append(s)
+    images = [group for group in by_image.values() if len(group) == 1]
+    out = Dataset(folder, [], list(data.problems))
+    i = 0
+    while i + 1 < len(images):
+        (a,), (b,) = images[i], images[i + 1]
+        if set(a.classes) & set(b.classes):
+            i += 1
+            continue
+        out.samples += _mosaic(a, b, folder)
+        i += 2
+    return out
+
+
+def _mosaic(a: Sample, b: Sample, folder: Path) -> list[Sample]:
+    height = min(a.height, b.height)
+    scales = [height / a.height, height / b.height]
+    widths = [round(s.width * k) for s, k in zip((a, b), scales)]
+    canvas = Image.new("RGB", (sum(widths), height))
+    for x, s, w in zip((0, widths[0]), (a, b), widths):
+        with Image.open(s.path) as im:
+            canvas.paste(im.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), (x, 0))
+    image_id = f"{a.image_id}+{b.image_id}"
+    path = folder / f"{image_id}.png"
+    canvas.save(path)
+    samples = []
+    for x, s, k in zip((0, widths[0]), (a, b), scales):
+        boxes = s.boxes * k + np.array([x, 0, x, 0])
+        samples.append(Sample(image_id, path, s.label, s.classes, boxes, canvas.width, height))
+    return samples

@@ -20,7 +20,7 @@ from ..images import ImageError, load_image
 from ..methods import create_method, get_method
 from ..models import Classifier
 from .dataset import Sample
-from .metrics import IOU_CORRECT, as_boxes, best_match, iou_curve
+from .metrics import IOU_CORRECT, as_boxes, best_match, iou_curve, iou_matrix
 
 
 @dataclass
@@ -41,6 +41,17 @@ class Outcome:
     """Heatmap methods: best IoU at each MaxBoxAccV2 threshold."""
 
     @property
+    def top_iou(self) -> float:
+        """The method's top box (its first) against the true boxes: what a reviewer sees first."""
+        return best_match(self.boxes[:1], self.sample.boxes)[0]
+
+    @property
+    def found(self) -> int:
+        """How many true boxes some box of the method matches at IoU >= 0.5 (all-objects recall)."""
+        ious = iou_matrix(self.boxes, self.sample.boxes)
+        return int((ious.max(0) >= IOU_CORRECT).sum()) if ious.size else 0
+
+    @property
     def best_box(self) -> np.ndarray | None:
         return None if self.best is None else self.boxes[self.best]
 
@@ -50,12 +61,14 @@ class Outcome:
 
     @property
     def top1_ok(self) -> bool:
-        return self.top1 in self.sample.classes
+        """The classifier's top-1 is the true class (class-agnostic samples: always, nothing to get wrong)."""
+        return self.top1 in self.sample.classes or not self.sample.classes
 
 
 def target_class(probs: torch.Tensor, classes: tuple[int, ...]) -> int:
-    """GT-known: of the classes that count as the true label, the one the classifier finds likeliest."""
-    return max(classes, key=lambda c: float(probs[c]))
+    """GT-known: of the classes that count as the true label, the one the classifier finds likeliest;
+    class-agnostic samples (no classes): the classifier's top-1."""
+    return max(classes, key=lambda c: float(probs[c])) if classes else int(probs.argmax())
 
 
 def _photos(samples: list[Sample], desc: str, progress: bool) -> Iterator[tuple[Image.Image, list[Sample]]]:
