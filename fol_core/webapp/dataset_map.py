@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .. import tsne
+from ..errors import one_line
 from ..imagenet import classes
 from ..images import IMAGE_SUFFIXES, load_image
 from ..labelmap import LabelMap
@@ -48,7 +49,7 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
     if source == SOURCES[1]:
         if not project:
             raise review.ProjectError("No pre-labeling project yet: pre-label a folder first (Pre-label tab).")
-        folder = str(Path(root) / project)
+        folder = str(review.existing_project(root, project))
         names, opener, label_map = project_images(folder)
     else:
         if not uploads:
@@ -95,9 +96,9 @@ def collect_uploads(files: Sequence[str | Path], workdir: str | Path) -> list[Pa
         path = Path(name)
         if path.suffix.lower() == ".zip":
             try:
-                out += sorted(extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES)))
+                out += sorted(extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES)).files)
             except UnsafePathError as exc:
-                raise MapError(str(exc)) from None
+                raise MapError(one_line(exc)) from None
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             out.append(path)
     if not out:
