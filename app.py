@@ -313,8 +313,9 @@ def review_tab() -> list:
     state = gr.State(None)
     workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row():
+        # the session's own list is checked by review.open_queue (allow_custom_value: not against the build-time list)
         project = gr.Dropdown(review.list_projects(PROJECTS) if ACCESS.shared else [], value=None, label="Project",
-                              scale=2, elem_id="review-project")
+                              scale=2, allow_custom_value=True, elem_id="review-project")
         refresh = gr.Button("↻", scale=0, min_width=40)
         order = gr.Radio(list(review.ORDERS), value="confidence", label="Order", scale=2)
         status = gr.Radio(list(review.SHOWN), value="pending", label="Show", scale=2)
@@ -424,7 +425,8 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
             source = gr.Radio(dataset_map.SOURCES, value=dataset_map.SOURCES[0], label="Images", elem_id="map-source")
             uploads = gr.File(label="A folder, some images, or a zip", file_count="multiple", height=160,
                               file_types=["image", ".zip"], type="filepath", elem_id="map-upload")
-            project = gr.Dropdown([], label="Pre-labeling project", visible=False, elem_id="map-project")
+            project = gr.Dropdown([], label="Pre-labeling project", visible=False, allow_custom_value=True,
+                                  elem_id="map-project")
             model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
             limit = gr.Slider(3, 2000, value=1000, step=1, label="At most this many images")
             make = gr.Button("Make the map", variant="primary", elem_id="map-button")

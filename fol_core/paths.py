@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError, one_line
+from .errors import UserError, line, one_line
 from .images import IMAGE_SUFFIXES
 
 SEPARATOR = "__"
@@ -149,7 +149,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                 if suffix in keep:
                     wanted.append((info, [_short(p) for p in parts]))
             if nested:
-                done.skipped.append(f"{nested} zip file(s) inside {name} were not opened: upload each one itself")
+                done.skipped.append(line(f"{nested} zip file(s) inside {name} were not opened: upload each one itself"))
             size = max(Path(archive).stat().st_size, 1)
             limit = min(ZIP_MAX_BYTES, max(ZIP_SMALL, ZIP_MAX_RATIO * size))
             declared = sum(info.file_size for info, _ in wanted)
@@ -160,7 +160,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
             for info, parts in wanted:
                 why = _unreadable(info)
                 if why:
-                    done.skipped.append(f"{info.filename}: {why}")
+                    done.skipped.append(line(f"{info.filename}: {why}"))
                     continue
                 target = safe_join(dest, *parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +174,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                             dst.write(chunk)
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
                     target.unlink(missing_ok=True)
-                    done.skipped.append(f"{info.filename}: cannot be extracted ({one_line(exc)})")
+                    done.skipped.append(line(f"{info.filename}: cannot be extracted ({one_line(exc)})"))
                     continue
                 done.files.append(target)
     except BaseException:
@@ -188,7 +188,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
         if made:
             shutil.rmtree(dest, ignore_errors=True)
         first = f" ({done.skipped[0]})" if done.skipped else ""
-        raise UnsafePathError(one_line(Exception(f"{name}: no image could be extracted{first}")))
+        raise UnsafePathError(line(f"{name}: no image could be extracted{first}"))
     return done
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..cli import add_method_arguments, add_model_arguments, method_params
 from ..engine import RATIO, Target, close_to_top, explain_photo
-from ..errors import UserError, about, one_line
+from ..errors import UserError, about, line, one_line
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
 from ..models import Classifier, load_model
@@ -235,7 +235,7 @@ def unknown_labels(records: list, label_map: LabelMap) -> list[str]:
     more = ", ..." if len(unknown) > SHOW_FIRST else ""
     note = (f"{sum(unknown.values())} image(s) carry a label the map does not know ({len(unknown)} label(s): "
             f"{first}{more}); they were pre-labeled as unlabelled")
-    return [note]
+    return [line(note)]
 
 
 def prelabel_folder(

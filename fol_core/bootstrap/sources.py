@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, line
 from ..images import IMAGE_SUFFIXES, load_image
 from ..paths import UnsafePathError, extract_zip
 from ..result import clean_label
@@ -105,8 +105,9 @@ def _match_labels(keys: list[str], table: dict[str, str], notes: list[str] | Non
             missing.append(ref)
     if missing and notes is not None:
         first = ", ".join(repr(m) for m in missing[:SHOW_FIRST])
-        notes.append(f"{len(missing)} CSV row(s) name no image of the source (or a file name found twice), "
-                     f"ignored: {first}{', ...' if len(missing) > SHOW_FIRST else ''}")
+        more = ", ..." if len(missing) > SHOW_FIRST else ""
+        notes.append(line(f"{len(missing)} CSV row(s) name no image of the source (or a file name found twice), "
+                          f"ignored: {first}{more}"))
     return out
 
 
