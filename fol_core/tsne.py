@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .draw import class_colour, font
-from .errors import UserError, about
+from .errors import UserError, about, one_line
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .labelmap import LabelMap, load_label_map
@@ -339,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -374,3 +374,12 @@ def test_a_second_session_cannot_open_the_first_ones_project(server):
         message = html.unescape(str(info.value))  # the app escapes its messages for the page
         assert words in message and "\n" not in message.strip() and len(message) < 400
     assert not (root / "sneaky").exists() and not (root.parent / "root" / "mine").exists()
+
+
+def test_a_failed_start_in_a_folder_of_other_files_removes_only_its_own(tmp_path):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    bomb = zip_of(tmp_path / "bomb.zip", {f"z{i}.png": b"\0" * 999_999 for i in range(50)}, zipfile.ZIP_DEFLATED)
+    refused(open_run, str(bomb), str(folder), overwrite=True)
+    assert [p.name for p in folder.iterdir()] == ["thesis.tex"] and (folder / "thesis.tex").read_text() == "precious"

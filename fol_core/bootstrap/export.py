@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
 from ..paths import copy_or_link
 from .project import Project, open_project
@@ -159,6 +159,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: nothing to export in {args.project}, no image is accepted yet{hint}", file=sys.stderr)
         return 2
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0

@@ -34,7 +34,7 @@ from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
 from ..models import Classifier, load_model
 from ..result import Box
-from .project import Project, Stage, read_marker
+from .project import DB_NAME, MARKER, Project, Stage, read_marker
 from .sources import SHOW_FIRST, Source, SourceError, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
@@ -152,18 +152,23 @@ def open_run(
     A project this call creates is removed again when its source cannot be opened: no half-made project is left."""
     spec = source if isinstance(source, dict) else source_spec(source, image_labels, split)
     folder = Path(out)
-    existed, created = folder.exists(), read_marker(folder) is None
+    existed, new = folder.exists(), read_marker(folder) is None
+    others = existed and folder.is_dir() and any(folder.iterdir())  # files that are not ours (with overwrite)
     project = Project.create(folder, spec, overwrite=overwrite)
     try:
         src = open_source(spec, project.folder)
         project.use_source(src)
         return project, project.add_items(src.items())
     except BaseException as exc:
-        if created:
+        if new:  # undo what this call made, and only that
             project.close()
-            shutil.rmtree(folder, ignore_errors=True)
-            if existed:
-                folder.mkdir()
+            if others:
+                for name in (MARKER, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+                    (folder / name).unlink(missing_ok=True)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                if existed:
+                    folder.mkdir()
         if isinstance(exc, OSError):
             raise SourceError(about(str(spec.get("root") or spec.get("path") or out), exc)) from None
         raise
