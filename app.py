@@ -28,7 +28,9 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
 PROJECTS = Path(__file__).resolve().parent / "exports"
-"""Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them."""
+"""Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them, when projects are shared."""
+ACCESS = webapp.Access(PROJECTS)
+"""What visitors may reach (shared or per-session projects, the server folder they may read); serve() sets it."""
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
 MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
 LOG = logging.getLogger("fol.app")
@@ -202,27 +204,43 @@ def localize_tab() -> None:
 
 # --- Pre-label --------------------------------------------------------------------------------------
 
-def _project_choices(value: str | None = None) -> dict:
-    names = review.list_projects(PROJECTS)
-    return gr.update(choices=names, value=value if value in names else None)
+def _projects(request: gr.Request | None) -> Path:
+    """The projects folder this browser session sees (exports/ when shared, else its own)."""
+    return ACCESS.root(request.session_hash if request else None)
 
 
 @handled
-def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, progress=PROGRESS):
-    """Pre-label a folder or an uploaded zip into exports/NAME, resuming what is there."""
-    return prelabel.run(PROJECTS, folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite,
-                        prelabel.progress_steps(progress))
+def _project_choices(value: str | None, request: gr.Request) -> dict:
+    names = review.list_projects(_projects(request))
+    return gr.update(choices=names, value=value if value in names else None)
+
+
+def _end_session(request: gr.Request) -> None:
+    """A browser session ended: its own projects (when projects are per session) go with it."""
+    ACCESS.end_session(request.session_hash if request else None)
+
+
+@handled
+def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, request: gr.Request,
+              progress=PROGRESS):
+    """Pre-label a folder (only under --allow-folders ROOT) or an uploaded zip into the session's projects."""
+    return prelabel.run(_projects(request), folder, upload, name, map_text, label_mode, label_csv, method, limit,
+                        overwrite, prelabel.progress_steps(progress), ACCESS.folders)
 
 
 def prelabel_tab() -> None:
     """The Pre-label tab: a folder or zip in, a resumable review project out."""
-    gr.Markdown("Propose boxes for a whole image set. The project lives in `exports/NAME` on this server; run it "
-                "again to carry on where it stopped (nothing is redone).")
+    where = ("The project lives in `exports/NAME` on this server" if ACCESS.shared else
+             "The project belongs to this browser tab and is deleted when it is closed or reloaded: "
+             "export and download what you want to keep (Review tab)")
+    gr.Markdown(f"Propose boxes for a whole image set. {where}; run it again to carry on where it stopped "
+                "(nothing is redone).")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
-            folder = gr.Textbox(label="Folder of images on this server (searched recursively)",
-                                placeholder="/data/photos, a saved dataset folder, hf:DIR or hf:OWNER/NAME",
-                                elem_id="prelabel-folder")
+            folder = gr.Textbox(label=f"Folder of images on this server, in {getattr(ACCESS.folders, 'name', '')}/ "
+                                      "(searched recursively)",
+                                placeholder="photos, a saved dataset folder, hf:DIR or hf:OWNER/NAME",
+                                visible=ACCESS.folders is not None, elem_id="prelabel-folder")
             upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath", height=130,
                              elem_id="prelabel-zip")
             name = gr.Textbox("my-project", label="Project name (exports/NAME)", elem_id="prelabel-name")
@@ -261,8 +279,8 @@ def _review_outputs(state: dict) -> tuple:
 
 
 @handled
-def _open_review(name, order, status):
-    return _review_outputs(review.open_queue(PROJECTS, name, order, status))
+def _open_review(name, order, status, request: gr.Request):
+    return _review_outputs(review.open_queue(_projects(request), name, order, status))
 
 
 @handled
@@ -295,8 +313,9 @@ def review_tab() -> list:
     state = gr.State(None)
     workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row():
-        project = gr.Dropdown(review.list_projects(PROJECTS), value=None, label="Project", scale=2,
-                              elem_id="review-project")
+        # the session's own list is checked by review.open_queue (allow_custom_value: not against the build-time list)
+        project = gr.Dropdown(review.list_projects(PROJECTS) if ACCESS.shared else [], value=None, label="Project",
+                              scale=2, allow_custom_value=True, elem_id="review-project")
         refresh = gr.Button("↻", scale=0, min_width=40)
         order = gr.Radio(list(review.ORDERS), value="confidence", label="Order", scale=2)
         status = gr.Radio(list(review.SHOWN), value="pending", label="Show", scale=2)
@@ -347,19 +366,20 @@ def review_tab() -> list:
 
 # --- Dataset map ------------------------------------------------------------------------------------
 
-def _map_source(choice: str) -> tuple[dict, dict]:
-    """Show the upload box, or the list of pre-labeling projects (the newest chosen)."""
+@handled
+def _map_source(choice: str, request: gr.Request) -> tuple[dict, dict]:
+    """Show the upload box, or the list of the session's pre-labeling projects (the newest chosen)."""
     up = choice == dataset_map.SOURCES[0]
-    names = [] if up else review.list_projects(PROJECTS)
+    names = [] if up else review.list_projects(_projects(request))
     return gr.update(visible=up), gr.update(visible=not up, choices=names, value=names[-1] if names else None)
 
 
 @handled
-def _make_map(choice, uploads, project, model_name, limit, workdir, progress=MAP_PROGRESS):
+def _make_map(choice, uploads, project, model_name, limit, workdir, request: gr.Request, progress=MAP_PROGRESS):
     """Features, t-SNE, the picture and the scatter for the uploaded images or a pre-labeling project."""
     workdir = webapp.workdir(workdir)
     progress(0, desc="Features…")
-    view = dataset_map.make_map(choice, uploads, PROJECTS, project, model_name, limit, workdir)
+    view = dataset_map.make_map(choice, uploads, _projects(request), project, model_name, limit, workdir)
     scatter = gr.ScatterPlot(view.table, x="x", y="y", color="group", color_map=view.colours,
                              tooltip=["image", "name", "label", "probability"])
     linked = bool(view.state["project"])
@@ -405,7 +425,8 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
             source = gr.Radio(dataset_map.SOURCES, value=dataset_map.SOURCES[0], label="Images", elem_id="map-source")
             uploads = gr.File(label="A folder, some images, or a zip", file_count="multiple", height=160,
                               file_types=["image", ".zip"], type="filepath", elem_id="map-upload")
-            project = gr.Dropdown([], label="Pre-labeling project", visible=False, elem_id="map-project")
+            project = gr.Dropdown([], label="Pre-labeling project", visible=False, allow_custom_value=True,
+                                  elem_id="map-project")
             model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
             limit = gr.Slider(3, 2000, value=1000, step=1, label="At most this many images")
             make = gr.Button("Make the map", variant="primary", elem_id="map-button")
@@ -494,11 +515,21 @@ def build_app() -> gr.Blocks:
                 dataset_map_tab(review_outputs, tabs)
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
+        demo.unload(_end_session)
     return demo
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, **launch_args) -> gr.Blocks:
-    """Load the shared model once, then serve the app with a queue (a few requests at a time)."""
+def serve(host: str = "127.0.0.1", port: int = 7860, allow_folders: str | Path | None = None,
+          shared_projects: bool | None = None, **launch_args) -> gr.Blocks:
+    """Load the shared model once, then serve the app with a queue (a few requests at a time).
+
+    allow_folders: the one server folder visitors may pre-label from (None: uploads only). shared_projects:
+    every session sees exports/ (None: only when bound to this machine and not on a Space), else each
+    browser session has its own projects, removed when it ends."""
+    global ACCESS
+    shared = webapp.is_shared_by_default(host, os.environ.get("SPACE_ID")) if shared_projects is None \
+        else shared_projects
+    ACCESS = webapp.Access(PROJECTS, shared, Path(allow_folders).resolve() if allow_folders else None)
     load_model()
     demo = build_app()
     demo.queue(default_concurrency_limit=2)
@@ -514,8 +545,15 @@ def main() -> None:
                         help="default: $GRADIO_SERVER_NAME or %(default)s")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                         help="default: $GRADIO_SERVER_PORT or %(default)s")
+    parser.add_argument("--allow-folders", metavar="ROOT", default=None,
+                        help="let visitors pre-label folders inside ROOT on this server (default: uploaded zips only)")
+    parser.add_argument("--shared-projects", action=argparse.BooleanOptionalAction, default=None,
+                        help="every browser session sees the projects in exports/ (default: yes when bound to "
+                             "127.0.0.1 outside a Space; otherwise each session has its own, deleted when it ends)")
     args = parser.parse_args()
-    serve(args.host, args.port)
+    if args.allow_folders and not Path(args.allow_folders).is_dir():
+        parser.error(f"--allow-folders {args.allow_folders}: no such folder")
+    serve(args.host, args.port, args.allow_folders, args.shared_projects)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from tqdm import tqdm
 from .cli import add_method_arguments, add_model_arguments, method_params
 from .draw import explain_figure, overlay
 from .engine import ImageNetRequest, explain_photo
-from .errors import UserError, one_line
+from .errors import UserError, about, one_line
 from .images import load_image
 from .methods import create_method
 from .models import load_model
+from .paths import flat_name
 
 HELP = "localize objects in photos: an overlay PNG and a JSON of boxes per photo"
 
@@ -31,10 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _unique_stem(path: Path, taken: set[str]) -> str:
-    stem, n = path.stem, 1
+    """The output files' stem: the photo's, made safe and short enough for "STEM.overlay.png" (a long name
+    gets a hash), and unique in this run."""
+    base = Path(flat_name(path.name)).stem
+    stem, n = base, 1
     while stem in taken:
         n += 1
-        stem = f"{path.stem}-{n}"
+        stem = f"{base}-{n}"
     taken.add(stem)
     return stem
 
@@ -44,29 +48,34 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         method = create_method(args.method, model, **method_params(args, args.method))
         request = ImageNetRequest.of(args.classes, args.topn)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: {about(args.out, exc)}", file=sys.stderr)
+        return 2
     failed, taken = 0, set()
     for name in tqdm(args.images, desc="localize", unit="img", disable=len(args.images) < 2):
         path = Path(name)
         try:
             photo = load_image(path)
             result = explain_photo(photo, method, request)
-        except (UserError, OSError) as exc:
-            tqdm.write(f"skipped {name}: {one_line(exc)}", file=sys.stderr)
+            result.image = str(path)
+            stem = _unique_stem(path, taken)
+            overlay(photo, result).save(out / f"{stem}.overlay.png")
+            if args.explain:
+                explain_figure(photo, result).save(out / f"{stem}.explain.png")
+            (out / f"{stem}.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
+        except (UserError, OSError) as exc:  # one photo's problem: say so, and go on with the others
+            tqdm.write(f"skipped {about(name, exc)}", file=sys.stderr)
             failed += 1
             continue
-        result.image = str(path)
-        stem = _unique_stem(path, taken)
-        overlay(photo, result).save(out / f"{stem}.overlay.png")
-        if args.explain:
-            explain_figure(photo, result).save(out / f"{stem}.explain.png")
-        (out / f"{stem}.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
         labels = ", ".join(f"{b.label} ({b.score:.2f})" for b in result.boxes) or "no box"
         tqdm.write(f"{name}: {labels} in {result.seconds:.2f}s")
+    done = len(args.images) - failed
+    print(f"wrote {done} overlay PNG and JSON file(s){' and explanations' if args.explain and done else ''} in {out}")
     if failed:
         print(f"{failed} of {len(args.images)} images failed", file=sys.stderr)
     return 1 if failed else 0

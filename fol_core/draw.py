@@ -35,7 +35,8 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     face = font(max(12, side // 40))
     for b in boxes:
         colour = class_colour(b.class_index)
-        draw.rectangle([b.x0, b.y0, b.x1 - 1, b.y1 - 1], outline=colour, width=width)
+        # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
+        draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=colour, width=width)
         text = f"{b.label} {b.score:.2f}" if scores else b.label
         tx, ty = b.x0, max(0.0, b.y0 - face.size - 2 * width)
         _, _, x1, y1 = draw.textbbox((tx + width, ty + width), text, font=face)

@@ -15,7 +15,18 @@ class UserError(Exception):
     """Something the user asked for cannot be done as given; str(self) is one line for the user."""
 
 
+def line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """The first line of a text for the user, cut to `limit` characters."""
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     """The first line of an exception's message (or its type), cut to `limit` characters."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return line(str(exc), limit) or type(exc).__name__
+
+
+def about(name: str, exc: BaseException) -> str:
+    """One line on what went wrong with `name`, naming it once (most messages already start with it)."""
+    text = one_line(exc)
+    return text if text.startswith(str(name)) else line(f"{name}: {text}")

@@ -56,11 +56,14 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
     else:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{label}: no such file")
-            if path.stat().st_size == 0:
-                raise ImageError(f"{label}: the file is empty")
-            data = path.read_bytes()
+            try:
+                if not path.is_file():
+                    raise ImageError(f"{label}: no such file")
+                if path.stat().st_size == 0:
+                    raise ImageError(f"{label}: the file is empty")
+                data = path.read_bytes()
+            except OSError as exc:  # unreadable (permissions), a name too long for the file system...
+                raise ImageError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
         else:
             data = bytes(source)
             if not data:

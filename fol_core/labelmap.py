@@ -27,7 +27,10 @@ import yaml
 from . import hierarchy
 from .errors import UserError
 from .imagenet import UnknownClassError, classes, resolve_class
+from .result import clean_label
 
+MAX_MAP_TEXT = 200_000
+"""Longest label map (characters): a thousand labels fit many times over."""
 THRESHOLD = 0.1
 """An image whose best label scores below this (sum of its classes' probabilities) is "no object found"."""
 
@@ -90,9 +93,10 @@ class LabelMap:
         except (TypeError, ValueError):
             raise LabelMapError(f"threshold must be a number, got {data.get('threshold')!r}") from None
         labels, spec = {}, {}
-        for name, entries in body.items():
+        for raw, entries in body.items():
+            name = clean_label(raw)  # the names become box labels: one line each
             items = list(entries) if isinstance(entries, (list, tuple)) else [entries]
-            if not str(name).strip() or not items:
+            if not name or not items:
                 raise LabelMapError(f"label {name!r} needs a name and at least one ImageNet class")
             found: dict[int, None] = {}
             for e in items:
@@ -100,14 +104,19 @@ class LabelMap:
                     found.update(dict.fromkeys(sorted(resolve_entry(e))))
                 except LabelMapError as exc:
                     raise LabelMapError(f"label {name!r}: {exc}") from None
-            labels[str(name).strip()] = tuple(found)
-            spec[str(name).strip()] = items
+            labels[name] = tuple(found)
+            spec[name] = items
         return cls(labels, threshold, spec)
 
     @classmethod
     def parse(cls, text: str) -> LabelMap:
-        """From YAML or JSON text (JSON is YAML)."""
+        """From YAML or JSON text (JSON is YAML). Aliases are refused: nested ones expand a few hundred bytes into
+        gigabytes (the "billion laughs"), and a label map never needs them."""
+        if len(text) > MAX_MAP_TEXT:
+            raise LabelMapError(f"the label map is {len(text)} characters long (at most {MAX_MAP_TEXT})")
         try:
+            if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+                raise LabelMapError("the label map uses YAML aliases (*name), which are not allowed: write each list out")
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise LabelMapError(f"the label map is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
@@ -118,7 +127,12 @@ class LabelMap:
         p = Path(path)
         if not p.is_file():
             raise LabelMapError(f"{path}: no such label map file")
-        return cls.parse(p.read_text(encoding="utf-8"))
+        try:
+            return cls.parse(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise LabelMapError(f"{path}: not UTF-8 text (byte {exc.start}); save the map as UTF-8") from None
+        except OSError as exc:
+            raise LabelMapError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
     @property
     def names(self) -> list[str]:

@@ -14,9 +14,11 @@ import shutil
 import stat
 import unicodedata
 import zipfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, line, one_line
 from .images import IMAGE_SUFFIXES
 
 SEPARATOR = "__"
@@ -26,9 +28,14 @@ MAX_NAME = 120
 
 ZIP_MAX_FILES = 100_000
 ZIP_MAX_BYTES = 8 * 1024**3
-"""Zip bomb guard: at most this much uncompressed data in all, counted while extracting."""
+"""Zip bomb guard: at most this much uncompressed data in all (declared before extracting, counted while)."""
 ZIP_MAX_RATIO = 200
-"""Zip bomb guard: a member larger than 1 MB that compresses more than this is refused (photos barely compress)."""
+"""Zip bomb guard: an archive whose members expand to more than this many times its own size is refused
+(photos barely compress), checked on the declared sizes before extracting and on the bytes written."""
+ZIP_SMALL = 1024**2
+"""Archives expanding to at most this much are never refused for their ratio (a few compressible images)."""
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+"""Compression methods Python's zipfile can read (not deflate64, not PPMd)."""
 
 
 class UnsafePathError(UserError):
@@ -81,47 +88,108 @@ def safe_join(root: str | Path, *names: str) -> Path:
     return target
 
 
-def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None = None) -> list[Path]:
+@dataclass
+class Extraction:
+    """What extract_zip wrote, and one line for each member it could not or would not extract."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _short(part: str) -> str:
+    """A path part that fits in a file name (255 bytes on most file systems): long ones are cut, with a hash."""
+    if len(part.encode("utf-8")) <= MAX_NAME + 40:
+        return part
+    stem, suffix = os.path.splitext(part)
+    digest = hashlib.sha1(part.encode("utf-8")).hexdigest()[:8]
+    return stem.encode("utf-8")[:MAX_NAME].decode("utf-8", "ignore") + "-" + digest + suffix[:20]
+
+
+def _unreadable(info: zipfile.ZipInfo) -> str | None:
+    """Why a member cannot be read by zipfile (encrypted, an unsupported compression), or None."""
+    if info.flag_bits & 0x1:
+        return "encrypted (a password is needed)"
+    if info.compress_type not in ZIP_METHODS:
+        return f"compressed with method {info.compress_type} (e.g. deflate64), which cannot be read; re-zip it"
+    return None
+
+
+def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None = None) -> Extraction:
     """Extract the images (and CSV files) of a zip into dest, guarding against zip-slip and zip bombs.
 
-    Members with absolute paths or ".." are placed by their cleaned relative path; links, folders and
-    other files are skipped. Raises UnsafePathError when the archive is too large or too compressed.
+    Members with absolute paths or ".." are placed by their cleaned relative path (long names cut);
+    links, folders and other files are skipped. A member that cannot be read (bad CRC, encrypted, an
+    unsupported compression) or a zip inside the zip is skipped with a line in `skipped`. Raises
+    UnsafePathError when the archive is too large or too compressed, or yields nothing; then nothing
+    is left in dest.
     """
     keep = suffixes or (IMAGE_SUFFIXES | {".csv"})
+    name = Path(archive).name
     dest = Path(dest)
-    out: list[Path] = []
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise UnsafePathError(f"{Path(archive).name}: not a readable zip file ({exc})") from None
-    with zf:
-        members = zf.infolist()
-        if len(members) > ZIP_MAX_FILES:
-            raise UnsafePathError(f"{Path(archive).name}: {len(members)} files is too many (at most {ZIP_MAX_FILES})")
-        total = 0
-        for info in members:
-            mode = info.external_attr >> 16
-            if info.is_dir() or stat.S_ISLNK(mode):
-                continue
-            parts = relative_parts(info.filename)
-            if not parts or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
-                continue
-            if Path(parts[-1]).suffix.lower() not in keep:
-                continue
-            if info.file_size > 1_000_000 and info.file_size > ZIP_MAX_RATIO * max(info.compress_size, 1):
-                raise UnsafePathError(f"{info.filename}: compressed {info.file_size // max(info.compress_size, 1)}:1, refused (a zip bomb?)")
-            target = safe_join(dest, *parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    total += len(chunk)
-                    if total > ZIP_MAX_BYTES:
-                        dst.close()
-                        target.unlink()
-                        raise UnsafePathError(f"{Path(archive).name}: more than {ZIP_MAX_BYTES >> 30} GiB uncompressed, refused")
-                    dst.write(chunk)
-            out.append(target)
-    return out
+        raise UnsafePathError(f"{name}: not a readable zip file ({exc})") from None
+    made = not dest.exists()
+    done = Extraction()
+    try:
+        with zf:
+            members = zf.infolist()
+            if len(members) > ZIP_MAX_FILES:
+                raise UnsafePathError(f"{name}: {len(members)} files is too many (at most {ZIP_MAX_FILES})")
+            wanted, nested = [], 0
+            for info in members:
+                parts = relative_parts(info.filename)
+                if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16) or not parts:
+                    continue
+                if parts[0] == "__MACOSX" or parts[-1].startswith("._"):
+                    continue
+                suffix = Path(parts[-1]).suffix.lower()
+                nested += suffix == ".zip"
+                if suffix in keep:
+                    wanted.append((info, [_short(p) for p in parts]))
+            if nested:
+                done.skipped.append(line(f"{nested} zip file(s) inside {name} were not opened: upload each one itself"))
+            size = max(Path(archive).stat().st_size, 1)
+            limit = min(ZIP_MAX_BYTES, max(ZIP_SMALL, ZIP_MAX_RATIO * size))
+            declared = sum(info.file_size for info, _ in wanted)
+            if declared > limit:
+                raise UnsafePathError(f"{name}: {size:,} bytes would expand to {declared:,} bytes uncompressed "
+                                      f"(at most {limit:,}), refused (a zip bomb?)")
+            total = 0
+            for info, parts in wanted:
+                why = _unreadable(info)
+                if why:
+                    done.skipped.append(line(f"{info.filename}: {why}"))
+                    continue
+                target = safe_join(dest, *parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        while chunk := src.read(1 << 20):
+                            total += len(chunk)
+                            if total > limit:
+                                raise UnsafePathError(f"{name}: more than {limit:,} bytes uncompressed, refused "
+                                                      "(a zip bomb?)")
+                            dst.write(chunk)
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+                    target.unlink(missing_ok=True)
+                    done.skipped.append(line(f"{info.filename}: cannot be extracted ({one_line(exc)})"))
+                    continue
+                done.files.append(target)
+    except BaseException:
+        if made:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for path in done.files:
+                path.unlink(missing_ok=True)
+        raise
+    if not done.files:
+        if made:
+            shutil.rmtree(dest, ignore_errors=True)
+        first = f" ({done.skipped[0]})" if done.skipped else ""
+        raise UnsafePathError(line(f"{name}: no image could be extracted{first}"))
+    return done
 
 
 def copy_or_link(src: Path, dst: Path, link: bool = False) -> None:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+MAX_LABEL = 100
+"""Longest box label (characters); a label is one line of text in every export format."""
+
+
+def clean_label(text: object) -> str:
+    """A label as one short line: control and line-break characters become spaces (a newline in a label would
+    split YOLO's classes.txt and shift every class after it), runs of spaces one, cut to MAX_LABEL."""
+    chars = (" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in str(text))
+    return re.sub(r"\s+", " ", "".join(chars)).strip()[:MAX_LABEL].strip()
 
 
 @dataclass
@@ -20,6 +32,9 @@ class Box:
     class_index: int
     score: float
     method: str
+
+    def __post_init__(self) -> None:
+        self.label = clean_label(self.label) or "object"  # every box enters the system through here
 
     @property
     def width(self) -> float:

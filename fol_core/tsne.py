@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .draw import class_colour, font
-from .errors import UserError
+from .errors import UserError, about, one_line
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .labelmap import LabelMap, load_label_map
@@ -140,7 +140,7 @@ def extract_features(paths: Sequence[str | Path], model: Classifier, batch_size:
                 try:
                     image = open_image(path)
                 except (ImageError, OSError, ValueError) as exc:  # a source's errors are ValueErrors too
-                    why = f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    why = f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else about(path, exc)
                     skipped.append(why)
                     bar.write(f"skipped {why}", file=sys.stderr)
                     continue
@@ -339,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         dmap = build_map(paths, model, label_map, args.max_iter, args.batch_size, args.thumb)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

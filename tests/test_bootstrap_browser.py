@@ -21,7 +21,7 @@ require_chromium()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, examples_dir):
-    """The app serving projects from a temporary exports/ folder, and a folder of photos to pre-label."""
+    """The app serving projects from a temporary exports/ folder, and a folder of photos to pre-label (allowed)."""
     import app
 
     root = tmp_path_factory.mktemp("browser")
@@ -31,7 +31,7 @@ def server(tmp_path_factory, examples_dir):
         shutil.copy(examples_dir / name, photos / name)
     saved, app.PROJECTS = app.PROJECTS, root / "exports"
     port = free_port()
-    demo = app.serve("127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    demo = app.serve("127.0.0.1", port, allow_folders=root, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/", photos, app.PROJECTS
     demo.close()
     app.PROJECTS = saved

@@ -103,6 +103,7 @@ def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsy
     for name in ("iou_histogram", "center_correctness", "comparison", "sheet_fol", "sheet_gradcam"):
         with Image.open(out / f"{name}.png") as png:
             assert png.width >= 600 and png.height >= 300
+    assert "calibration.png" not in (out / "results.md").read_text() and not (out / "calibration.png").exists()
 
 
 @pytest.mark.slow  # loads the model or starts a subprocess
@@ -118,7 +119,7 @@ def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
     assert cal["chosen"] in cal["values"] and len(cal["gt_known_loc"]) == len(cal["values"])
     assert results["methods"]["cam"]["params"] == {"threshold": cal["chosen"]}
     assert results["split"] == "test" and results["n_images"] == 2  # chelsea_mirror and rocket
-    assert (out / "calibration.png").is_file()
+    assert (out / "calibration.png").is_file() and "`calibration.png`" in (out / "results.md").read_text()
 
     capsys.readouterr()
     assert _eval(str(root), "--methods", "cam", "--calibrate", "--split", "all", "--out", str(out)) == 2

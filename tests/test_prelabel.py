@@ -57,7 +57,8 @@ def test_cli_prelabel_resumes_and_export_refuses_other_folders(tmp_path, example
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "not empty" in err
     assert main(["export", str(out)]) == 2
-    assert "nothing to export" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing to export" in err and "--include-proposals" in err and err.count("\n") == 1
     assert main(["export", str(out), "--include-proposals", "--format", "coco", "yolo"]) == 0
     assert len(COCO(str(out / "coco" / "annotations.json")).getImgIds()) == 2
     assert main(["export", str(out), "--include-proposals", "--format", "voc", "--dest", str(other)]) == 2

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
 from ..paths import copy_or_link
 from .project import Project, open_project
@@ -35,6 +35,10 @@ HELP = "export a pre-labeled project's boxes as Pascal VOC, COCO, YOLO and/or a 
 
 class ExportError(UserError):
     """An export that would overwrite someone else's files, or has nothing to write; one line for the user."""
+
+
+class NothingToExport(ExportError):
+    """No image is accepted yet (and the proposals were not asked for)."""
 
 
 class ProjectImages:
@@ -93,7 +97,8 @@ def export(
     dest = Path(dest) if dest else project.folder / fmt
     items = project.annotated(include_proposals)
     if not items:
-        raise ExportError("nothing to export: no image is accepted yet" + ("" if include_proposals else " (or include the proposals)"))
+        raise NothingToExport("nothing to export: no image is accepted yet"
+                              + ("" if include_proposals else " (or include the proposals)"))
     write = FORMATS[fmt].write_dataset
     annotated, categories, images = [a for _, a in items], project.labels(), ProjectImages(project, items, link)
     replace_whole = check_destination(dest, project, overwrite)
@@ -149,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
         for fmt in args.format:
             path = export(project, fmt, args.dest, args.include_proposals, args.overwrite, args.link)
             print(f"{fmt}: {len(project.annotated(args.include_proposals))} images -> {path}")
+    except NothingToExport:
+        hint = "" if args.include_proposals else ": review it first, or export the proposals with --include-proposals"
+        print(f"error: nothing to export in {args.project}, no image is accepted yet{hint}", file=sys.stderr)
+        return 2
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0

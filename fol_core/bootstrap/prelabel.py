@@ -14,6 +14,7 @@ is stopped carries on where it was when started again, without redoing or duplic
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -28,13 +29,13 @@ from tqdm import tqdm
 
 from ..cli import add_method_arguments, add_model_arguments, method_params
 from ..engine import RATIO, Target, close_to_top, explain_photo
-from ..errors import UserError, one_line
+from ..errors import UserError, about, line, one_line
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
 from ..models import Classifier, load_model
 from ..result import Box
-from .project import Project, Stage
-from .sources import Source, open_source, source_spec
+from .project import DB_NAME, MARKER, Project, Stage, read_marker
+from .sources import SHOW_FIRST, Source, SourceError, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 
@@ -112,6 +113,9 @@ class RunSummary:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     remaining: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What was left out or not understood (files a zip could not give, CSV rows, image labels no label
+    of the map matches), one line each."""
 
     @property
     def images_per_second(self) -> float:
@@ -143,12 +147,31 @@ def open_run(
     split: str | None = None,
     overwrite: bool = False,
 ) -> tuple[Project, int]:
-    """Open (or create) the project in `out` for a source and register its images; returns (project, new images)."""
+    """Open (or create) the project in `out` for a source and register its images; returns (project, new images).
+
+    A project this call creates is removed again when its source cannot be opened: no half-made project is left."""
     spec = source if isinstance(source, dict) else source_spec(source, image_labels, split)
-    project = Project.create(out, spec, overwrite=overwrite)
-    src = open_source(spec, project.folder)
-    project.use_source(src)
-    return project, project.add_items(src.items())
+    folder = Path(out)
+    existed, new = folder.exists(), read_marker(folder) is None
+    others = existed and folder.is_dir() and any(folder.iterdir())  # files that are not ours (with overwrite)
+    project = Project.create(folder, spec, overwrite=overwrite)
+    try:
+        src = open_source(spec, project.folder)
+        project.use_source(src)
+        return project, project.add_items(src.items())
+    except BaseException as exc:
+        if new:  # undo what this call made, and only that
+            project.close()
+            if others:
+                for name in (MARKER, DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+                    (folder / name).unlink(missing_ok=True)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+                if existed:
+                    folder.mkdir()
+        if isinstance(exc, OSError):
+            raise SourceError(about(str(spec.get("root") or spec.get("path") or out), exc)) from None
+        raise
 
 
 def run_prelabel(
@@ -169,7 +192,7 @@ def run_prelabel(
     project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
     m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)
-    summary = RunSummary()
+    summary = RunSummary(notes=[*project.source().notes, *unknown_labels(todo, lm)])
     by_key = {r.key: r for r in todo}
     start = time.perf_counter()
     source = project.source()
@@ -182,12 +205,12 @@ def run_prelabel(
             photo = future.result()
             prop = propose(photo, m, LabelRequest(lm, rec.image_label, topn))
         except (UserError, OSError) as exc:
-            message = one_line(exc)
+            message = about(rec.key, exc)
             project.save_prelabel(rec.id, stage=Stage.FAILED, error=message, method=method)
             summary.failed += 1
-            summary.errors.append(f"{rec.key}: {message}")
+            summary.errors.append(message)
             if log:
-                log(f"skipped {rec.key}: {message}")
+                log(f"skipped {message}")
         else:
             project.save_prelabel(
                 rec.id, stage=prop.stage, width=photo.width, height=photo.height, proposals=prop.boxes,
@@ -202,6 +225,22 @@ def run_prelabel(
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
+
+
+def unknown_labels(records: list, label_map: LabelMap) -> list[str]:
+    """A note on the image-level labels that name nothing in the map: those images are pre-labeled as if
+    unlabelled (the best label wins), which the user should know."""
+    unknown: dict[str, int] = {}
+    for rec in records:
+        if rec.image_label and not label_map.candidates(rec.image_label):
+            unknown[rec.image_label] = unknown.get(rec.image_label, 0) + 1
+    if not unknown:
+        return []
+    first = ", ".join(repr(u) for u in list(unknown)[:SHOW_FIRST])
+    more = ", ..." if len(unknown) > SHOW_FIRST else ""
+    note = (f"{sum(unknown.values())} image(s) carry a label the map does not know ({len(unknown)} label(s): "
+            f"{first}{more}); they were pre-labeled as unlabelled")
+    return [line(note)]
 
 
 def prelabel_folder(
@@ -268,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     counts = project.counts()
     print(f"{project.folder}: {counts['total']} images ({new} new), {counts['new']} to pre-label")
@@ -287,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(summary.line())
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
     counts = project.counts()
     print(f"review: {counts['pending']} pending, {counts['accepted']} accepted, {counts['rejected']} rejected")
     project.close()

@@ -21,12 +21,15 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, line
 from ..images import IMAGE_SUFFIXES, load_image
 from ..paths import UnsafePathError, extract_zip
+from ..result import clean_label
 
 CSV_IMAGE_COLUMNS = ("image", "file", "file_name", "filename", "path")
 CSV_LABEL_COLUMNS = ("label", "class", "category")
+SHOW_FIRST = 3
+"""How many examples a note about left-out rows or files names."""
 
 
 class SourceError(UserError):
@@ -44,7 +47,12 @@ class SourceItem:
 
 
 class Source:
-    """Base: `items()` lists the images, `read_bytes(key)` returns one image file's bytes."""
+    """Base: `items()` lists the images, `read_bytes(key)` returns one image file's bytes.
+
+    `notes` says, one line each, what was left out while opening or listing (files a zip could not give,
+    CSV rows naming no image), for the user to see."""
+
+    notes: list[str]
 
     def items(self) -> Iterator[SourceItem]:
         raise NotImplementedError
@@ -58,44 +66,72 @@ class Source:
 
 
 def read_label_csv(path: str | Path) -> dict[str, str]:
-    """{image path or file name: label} from a CSV with an image column and a label column."""
+    """{image path or file name: label} from a CSV with an image column and a label column (UTF-8)."""
     p = Path(path)
     if not p.is_file():
         raise SourceError(f"{path}: no such CSV file")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
-        img = next((cols[c] for c in CSV_IMAGE_COLUMNS if c in cols), None)
-        lab = next((cols[c] for c in CSV_LABEL_COLUMNS if c in cols), None)
-        if img is None or lab is None:
-            raise SourceError(f"{path}: needs an image column ({'/'.join(CSV_IMAGE_COLUMNS)}) and a label column ({'/'.join(CSV_LABEL_COLUMNS)})")
-        return {row[img].strip().replace("\\", "/"): row[lab].strip() for row in reader if row.get(img) and row.get(lab)}
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+            img = next((cols[c] for c in CSV_IMAGE_COLUMNS if c in cols), None)
+            lab = next((cols[c] for c in CSV_LABEL_COLUMNS if c in cols), None)
+            if img is None or lab is None:
+                raise SourceError(f"{p.name}: needs an image column ({'/'.join(CSV_IMAGE_COLUMNS)}) "
+                                  f"and a label column ({'/'.join(CSV_LABEL_COLUMNS)})")
+            return {row[img].strip().replace("\\", "/"): clean_label(row[lab]) for row in reader
+                    if row.get(img) and row.get(lab)}
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{p.name}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    except (csv.Error, OSError) as exc:
+        raise SourceError(f"{p.name}: not a readable CSV file ({exc})") from None
 
 
-def _match_labels(keys: list[str], table: dict[str, str]) -> dict[str, str]:
-    """Labels by key: a CSV row names an image by its relative path, or by its file name when that is unique."""
+def _match_labels(keys: list[str], table: dict[str, str], notes: list[str] | None = None) -> dict[str, str]:
+    """Labels by key: a CSV row names an image by its relative path, or by its file name when that is unique.
+
+    Rows that name no image (or an ambiguous file name) are counted in `notes`, with the first few."""
     by_base: dict[str, list[str]] = {}
     for k in keys:
         by_base.setdefault(PurePosixPath(k).name, []).append(k)
-    out = {}
+    out, missing = {}, []
     for ref, label in table.items():
         ref = ref.lstrip("./")
         if ref in by_base.get(PurePosixPath(ref).name, []):
             out[ref] = label
         elif len(by_base.get(ref, [])) == 1:
             out[by_base[ref][0]] = label
+        else:
+            missing.append(ref)
+    if missing and notes is not None:
+        first = ", ".join(repr(m) for m in missing[:SHOW_FIRST])
+        more = ", ..." if len(missing) > SHOW_FIRST else ""
+        notes.append(line(f"{len(missing)} CSV row(s) name no image of the source (or a file name found twice), "
+                          f"ignored: {first}{more}"))
     return out
 
 
 class FolderSource(Source):
-    """Every image file under a folder (recursively; hidden folders and `skip` are left out)."""
+    """Every image file under a folder (recursively; hidden folders and `skip` are left out).
 
-    def __init__(self, root: str | Path, image_labels: str | None = None, skip: str | Path | None = None) -> None:
+    With `within` (the app's --allow-folders root) a link is followed only while it stays inside that folder:
+    files that lead out of it are neither listed nor read."""
+
+    def __init__(self, root: str | Path, image_labels: str | None = None, skip: str | Path | None = None,
+                 within: str | Path | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{root}: no such folder")
         self.image_labels = image_labels
         self.skip = Path(skip).resolve() if skip else None
+        self.within = Path(within).resolve() if within else None
+        self.notes = []
+
+    def _inside(self, path: Path) -> bool:
+        if self.within is None:
+            return True
+        real = path.resolve()
+        return real == self.within or self.within in real.parents
 
     def _files(self) -> list[str]:
         out = []
@@ -103,29 +139,30 @@ class FolderSource(Source):
             here = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != self.skip)
             for f in sorted(filenames):
-                if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
+                if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".") and self._inside(here / f):
                     out.append((here / f).relative_to(self.root).as_posix())
         return out
 
     def items(self) -> Iterator[SourceItem]:
         keys = self._files()
         if self.image_labels == "folders":
-            labels = {k: PurePosixPath(k).parent.name for k in keys if "/" in k}
+            labels = {k: clean_label(PurePosixPath(k).parent.name) for k in keys if "/" in k}
         elif self.image_labels:
-            labels = _match_labels(keys, read_label_csv(self.image_labels))
+            labels = _match_labels(keys, read_label_csv(self.image_labels), self.notes)
         else:
             labels = {}
         for k in keys:
             yield SourceItem(k, k, labels.get(k) or None)
 
     def read_bytes(self, key: str) -> bytes:
-        """The file at key; a key that climbs out of the folder is refused (links the user put inside are read)."""
-        parts = PurePosixPath(key).parts
-        if not parts or PurePosixPath(key).is_absolute() or ".." in parts:
-            raise UnsafePathError(f"{key!r} is outside {self.root}")
-        return (self.root / key).read_bytes()
+        """The file at key; a key that climbs out of the folder is refused (links the user put inside are read,
+        unless they lead out of `within`)."""
+        return self.path(key).read_bytes()
 
     def path(self, key: str) -> Path:
+        parts = PurePosixPath(key).parts
+        if not parts or PurePosixPath(key).is_absolute() or ".." in parts or not self._inside(self.root / key):
+            raise UnsafePathError(f"{key!r} is outside {self.root}")
         return self.root / key
 
 
@@ -138,10 +175,12 @@ class DatasetSource(Source):
 
     def __init__(
         self, mode: str, path: str, split: str | None = None, image_labels: str | None = None,
-        cache_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None, within: str | Path | None = None,
     ) -> None:
         import datasets
 
+        self.notes = []
+        self.within = Path(within).resolve() if within else None
         try:
             if mode == "disk":
                 loaded = datasets.load_from_disk(path)
@@ -192,7 +231,7 @@ class DatasetSource(Source):
                 name = f"{split}/{base}" if base and suffix in IMAGE_SUFFIXES else f"{split}/{i:06d}{self._guess_suffix(img)}"
                 rows.append(SourceItem(f"{split}/{i}", name, self._label(ds, row)))
         if self._csv:
-            labels = _match_labels([r.name for r in rows], read_label_csv(self._csv))
+            labels = _match_labels([r.name for r in rows], read_label_csv(self._csv), self.notes)
             rows = [SourceItem(r.key, r.name, labels.get(r.name)) for r in rows]
         yield from rows
 
@@ -212,7 +251,10 @@ class DatasetSource(Source):
         if img.get("bytes"):
             return img["bytes"]
         if img.get("path") and Path(img["path"]).is_file():
-            return Path(img["path"]).read_bytes()
+            real = Path(img["path"]).resolve()
+            if self.within is not None and self.within not in real.parents:
+                raise UnsafePathError(f"{key}: the row's image file is outside {self.within}")
+            return real.read_bytes()
         raise SourceError(f"{key}: the dataset row holds no image data")
 
 
@@ -261,20 +303,24 @@ def open_source(spec: dict, workdir: str | Path | None = None) -> Source:
     and a folder source skips it when it lies inside)."""
     kind = spec.get("kind")
     if kind == "folder":
-        return FolderSource(spec["root"], spec.get("image_labels"), skip=workdir)
+        return FolderSource(spec["root"], spec.get("image_labels"), skip=workdir, within=spec.get("within"))
     if kind == "zip":
         if workdir is None:
             raise SourceError("a zip needs a project folder to be extracted into")
         dest = Path(workdir) / "source"
+        skipped = []
         if not dest.is_dir():
             tmp = Path(workdir) / "source.partial"
             if tmp.exists():
                 shutil.rmtree(tmp)
-            extract_zip(spec["path"], tmp)
+            skipped = extract_zip(spec["path"], tmp).skipped
             tmp.rename(dest)
-        return FolderSource(dest, spec.get("image_labels"))
+        source = FolderSource(dest, spec.get("image_labels"))
+        source.notes += skipped
+        return source
     if kind == "hf":
         # an imagefolder's Arrow cache goes in the project's folder, not in a global cache
         cache = Path(workdir) / ".cache" if workdir and spec["mode"] == "imagefolder" else None
-        return DatasetSource(spec["mode"], spec["path"], spec.get("split"), spec.get("image_labels"), cache)
+        return DatasetSource(spec["mode"], spec["path"], spec.get("split"), spec.get("image_labels"), cache,
+                             spec.get("within"))
     raise SourceError(f"unknown source kind {kind!r}")

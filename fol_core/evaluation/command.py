@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..cli import add_method_arguments, add_model_arguments, method_params
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..formats import voc
 from ..methods import METHODS, get_method
 from ..models import load_model
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             calib = load_dataset(other, voc.image_ids(other, args.imageset)[: args.limit], label_map,
                                  agnostic=args.agnostic)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     for line in data.problems + (calib.problems if calib else []):
         print(line, file=sys.stderr)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     calibration = None

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import about
 from ..images import ImageError, load_image
 from ..methods import create_method, get_method
 from ..models import Classifier
@@ -76,9 +77,9 @@ def _photos(samples: list[Sample], desc: str, progress: bool) -> Iterator[tuple[
     groups = [(path, list(group)) for path, group in itertools.groupby(samples, key=lambda s: s.path)]
     for path, group in tqdm(groups, desc=desc, unit="img", disable=not progress, file=sys.stderr):
         try:
-            photo = load_image(path)
+            photo = load_image(path, name=path.name)
         except ImageError as exc:
-            tqdm.write(f"skipped {path.name}: {exc}", file=sys.stderr)
+            tqdm.write(f"skipped {about(path.name, exc)}", file=sys.stderr)
             continue
         s = group[0]
         if (photo.width, photo.height) != (s.width, s.height):

@@ -143,10 +143,14 @@ DEFINITIONS = """\
   contour, right when any has IoU >= delta with a true box; the best threshold's accuracy, averaged over
   delta 0.3, 0.5, 0.7. For the constant boxes (no threshold): the mean over delta of IoU >= delta.
 - Baselines: *whole image*, and *centre 80*: a centred box of 80% of each side.
-
-Plots: `iou_histogram.png`, `center_correctness.png`, `comparison.png`, `calibration.png`; worst and
-best images per method: `sheet_METHOD.png`; every sample: `per_image.csv`.
 """
+
+
+def plots_line(calibrated: bool) -> str:
+    """The report's list of the files beside it (calibration.png only when a calibration was run)."""
+    plots = ["iou_histogram.png", "center_correctness.png", "comparison.png"] + ["calibration.png"] * calibrated
+    return (f"\nPlots: {', '.join(f'`{p}`' for p in plots)}; worst and best images per method: "
+            "`sheet_METHOD.png`; every sample: `per_image.csv`.\n")
 
 
 def markdown(results: dict) -> str:
@@ -162,7 +166,7 @@ def markdown(results: dict) -> str:
         cal = results["calibration"]
         text += (f"Thresholds chosen by GT-known Loc on {cal['source']}, never on the scored images:\n\n"
                  + calibration_table(cal) + "\n")
-    return text + DEFINITIONS
+    return text + DEFINITIONS + plots_line(bool(results.get("calibration")))
 
 
 def _rounded(value: Any) -> Any:

@@ -2,16 +2,29 @@
 functions free of gradio: app.py only lays out the components and wires them to these.
 
 Each browser session keeps its own files (exports, extracted uploads) in a work folder made here
-and removed when the session ends.
+and removed when the session ends. `Access` says what a visitor may reach on this server: which
+projects (a shared folder for a local single-user run, else the session's own), and which server
+folders (none unless the operator named a root).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 WORKDIR_PREFIX = "fol-session-"
+PROJECTS_PREFIX = "fol-projects-"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts that serve only this machine: a run bound to one is single-user, so its projects may be shared."""
+
+
+class AccessError(UserError):
+    """Something this server does not let a visitor reach; one line for the user."""
 
 
 def workdir(current: str | None = None) -> str:
@@ -23,3 +36,42 @@ def remove_workdir(path: str | None) -> None:
     """Delete a session's work folder when its session ends (only folders `workdir` made)."""
     if path and Path(path).name.startswith(WORKDIR_PREFIX):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def is_shared_by_default(host: str, space: str | None) -> bool:
+    """Whether projects are shared when not told: only for a run bound to this machine, outside a Space."""
+    return host in LOCAL_HOSTS and not space
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a visitor may reach on this server.
+
+    `shared`: every session sees the projects in `projects` (a local, single-user run: they stay in
+    exports/). Otherwise each browser session gets its own projects folder in the system's temp folder,
+    removed when the session ends (`end_session`): a visitor exports and downloads what they want to keep.
+    `folders`: the one server folder whose contents visitors may pre-label (None: server folders are off).
+    """
+
+    projects: Path
+    shared: bool = True
+    folders: Path | None = None
+
+    def root(self, session: str | None) -> Path:
+        """The projects folder this browser session sees."""
+        if self.shared:
+            return self.projects
+        if not session:
+            raise AccessError("No browser session: reload the page.")
+        digest = hashlib.sha256(session.encode("utf-8")).hexdigest()[:24]
+        return Path(tempfile.gettempdir()) / f"{PROJECTS_PREFIX}{digest}"
+
+    def end_session(self, session: str | None) -> None:
+        """Drop a per-session projects folder and the projects opened from it, when its session ends."""
+        if self.shared or not session:
+            return
+        from . import review
+
+        root = self.root(session)
+        review.forget_under(root)
+        shutil.rmtree(root, ignore_errors=True)

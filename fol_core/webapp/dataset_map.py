@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .. import tsne
+from ..errors import one_line
 from ..imagenet import classes
 from ..images import IMAGE_SUFFIXES, load_image
 from ..labelmap import LabelMap
@@ -44,16 +45,16 @@ class MapView:
 def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, project: str | None, model_name: str,
              limit: int, workdir: str, progress: bool = True) -> MapView:
     """Features, t-SNE, the picture and the scatter for the uploaded images or a pre-labeling project."""
-    folder = None
+    folder, notes = None, []
     if source == SOURCES[1]:
         if not project:
             raise review.ProjectError("No pre-labeling project yet: pre-label a folder first (Pre-label tab).")
-        folder = str(Path(root) / project)
+        folder = str(review.existing_project(root, project))
         names, opener, label_map = project_images(folder)
     else:
         if not uploads:
             raise MapError("Upload a folder, some images or a zip of them first.")
-        names, opener, label_map = [str(p) for p in collect_uploads(uploads, workdir)], None, None
+        names, opener, label_map = [str(p) for p in collect_uploads(uploads, workdir, notes)], None, None
     dmap = tsne.build_map(names[: int(limit)], load_model(model_name), label_map, opener=opener, progress=progress)
     size = tsne.auto_size(len(dmap))
     png, csv_path = Path(workdir) / "dataset-map.png", Path(workdir) / "dataset-map.csv"
@@ -61,6 +62,7 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
     tsne.write_csv(dmap, csv_path)
     left_out = "; ".join(html.escape(x) for x in dmap.skipped[:5])
     skipped = f"  \n{len(dmap.skipped)} unreadable file(s) left out: {left_out}" if dmap.skipped else ""
+    skipped += "".join(f"  \n⚠️ {html.escape(n)}" for n in notes[:5])
     where = " Clicking one also opens it in the **Review** tab." if folder else ""
     summary = (f"**{len(dmap)} images** mapped in {sum(dmap.seconds.values()):.0f} s, framed by {dmap.colour_by}. "
                f"Click a thumbnail, or brush across the scatter, to see an image.{where}{skipped}")
@@ -87,17 +89,21 @@ def band(state: dict | None, x0: float, x1: float) -> tuple[list[tuple[Image.Ima
     return [(dmap.thumbnails[i], dmap.labels[i]) for i in picked], picked
 
 
-def collect_uploads(files: Sequence[str | Path], workdir: str | Path) -> list[Path]:
+def collect_uploads(files: Sequence[str | Path], workdir: str | Path, notes: list[str] | None = None) -> list[Path]:
     """The images among uploaded files (a folder upload arrives as its files) and inside uploaded zips,
-    which are extracted into `workdir` with the bootstrap's zip-slip and zip-bomb guards."""
+    which are extracted into `workdir` with the bootstrap's zip-slip and zip-bomb guards; what a zip could
+    not give goes to `notes`, one line each."""
     out: list[Path] = []
     for i, name in enumerate(files):
         path = Path(name)
         if path.suffix.lower() == ".zip":
             try:
-                out += sorted(extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES)))
+                done = extract_zip(path, Path(workdir) / f"zip-{i}", set(IMAGE_SUFFIXES))
+                out += sorted(done.files)
+                if notes is not None:
+                    notes += done.skipped
             except UnsafePathError as exc:
-                raise MapError(str(exc)) from None
+                raise MapError(one_line(exc)) from None
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             out.append(path)
     if not out:

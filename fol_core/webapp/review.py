@@ -1,7 +1,8 @@
 """The Review tab: a project's queue, one image at a time, every decision saved at once, and its export.
 
 A review session is a small JSON-able dict (kept per browser tab in gr.State): the project folder,
-the order of the queue and the position in it. Projects are opened once per process and shared.
+the order of the queue and the position in it. Projects are opened once per process; which ones a session
+may open is its projects root's business (webapp.Access).
 The annotator works on a display copy of the photo (fol_core.annotator); a box the reviewer left
 untouched keeps its exact proposed coordinates.
 """
@@ -42,6 +43,23 @@ def forget(folder: str | Path) -> None:
     """Drop the shared Project for folder (after a run made or restarted it), so the next call reopens it."""
     with _LOCK:
         _PROJECTS.pop(str(Path(folder).resolve()), None)
+
+
+def forget_under(root: str | Path) -> None:
+    """Close and drop every shared Project inside root (a session's projects folder about to be removed)."""
+    base = Path(root).resolve()
+    with _LOCK:
+        for key in [k for k in _PROJECTS if base in Path(k).parents]:
+            _PROJECTS.pop(key).close()
+
+
+def existing_project(root: str | Path, name: str | None) -> Path:
+    """root/NAME for a project listed under root; any other name (a path, another session's project) is refused."""
+    if not name:
+        raise ProjectError("Pre-label a folder first, or pick a project.")
+    if name not in list_projects(root):
+        raise ProjectError(f"no project called {name!r} here: pre-label one first, or pick one from the list (↻)")
+    return Path(root) / name
 
 
 def project_folder(root: str | Path, name: str) -> Path:
@@ -169,9 +187,7 @@ def counts_line(counts: dict[str, int]) -> str:
 
 def open_queue(root: str | Path, name: str | None, order: str, status: str) -> dict:
     """A review session on the project called `name` under root."""
-    if not name:
-        raise ProjectError("Pre-label a folder first, or pick a project.")
-    return start(Path(root) / name, order, status)
+    return start(existing_project(root, name), order, status)
 
 
 def need(state: dict | None) -> dict:
