@@ -261,14 +261,14 @@ def _box_panel(state: dict) -> tuple[dict, dict]:
 
 
 def _review_outputs(state: dict) -> tuple:
-    """(state, annotator, note, counts, position, box list, label picker, label keys) for the image at the
-    state's position."""
+    """(state, annotator, note, counts, position, box list, label picker, label keys, token) for the image at
+    the state's position."""
     view = review.current(state)
     state = review.enter(state, view)
     project = review.get_project(state["project"])
     annot = image_annotator(value=view.annotator, label_list=review.label_choices(project)) if view.annotator else None
     return (state, annot, view.info, review.counts_line(view.counts), view.position, *_box_panel(state),
-            review.key_labels(project))
+            review.key_labels(project), view.token)
 
 
 def _boxes_changed(state: dict) -> tuple:
@@ -282,10 +282,11 @@ def _open_review(name, order, status):
 
 
 @handled
-def _decide(state, annotated, action):
+def _decide(state, annotated, drawn, action):
+    """Decide on the image the canvas shows: `drawn` is the token of the photo the browser drew (KEYS_JS)."""
     if annotated is None:
         raise review.ProjectError("The image has not loaded yet: nothing was saved.")
-    return _review_outputs(review.decide(review.need(state), action, annotated))
+    return _review_outputs(review.decide(review.need(state), action, annotated, drawn=drawn or ""))
 
 
 @handled
@@ -389,6 +390,9 @@ def review_tab() -> list:
                 go = gr.Button("Go", scale=1, min_width=50)
             key = gr.Textbox(visible="hidden", elem_id="review-key")
             label_key = gr.Button("label key", visible="hidden", elem_id="review-labelkey")
+            token = gr.Textbox(visible="hidden", elem_id="review-token")  # the image the panel describes
+            drawn = gr.Textbox(visible="hidden", elem_id="review-drawn")  # the image the canvas drew
+            redraw = gr.Button("redraw", visible="hidden", elem_id="review-redraw")
     with gr.Accordion("Export the project", open=False):
         with gr.Row():
             formats = gr.CheckboxGroup(list(review.FORMATS), value=[v for _, v in review.FORMATS], label="Formats")
@@ -398,17 +402,20 @@ def review_tab() -> list:
         exported = gr.Markdown()
         files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
-    outputs = [state, annotator, note, counts, position, boxes, label, keys]
+    outputs = [state, annotator, note, counts, position, boxes, label, keys, token]
     edits = [state, annotator, boxes, label]
     select_mode = {"fn": None, "js": SELECT_MODE_JS}
     refresh.click(_project_choices, project, project, api_visibility="private")
     start.click(_open_review, [project, order, status], outputs, api_name="review_open").then(**select_mode)
-    accept.click(lambda s, a: _decide(s, a, "accept"), [state, annotator], outputs,
+    seen = [state, annotator, drawn]
+    accept.click(lambda s, a, d: _decide(s, a, d, "accept"), seen, outputs,
                  api_name="review_accept").then(**select_mode)
-    reject.click(lambda s, a: _decide(s, a, "reject"), [state, annotator], outputs,
+    reject.click(lambda s, a, d: _decide(s, a, d, "reject"), seen, outputs,
                  api_visibility="private").then(**select_mode)
-    skip.click(lambda s, a: _decide(s, a, "skip"), [state, annotator], outputs,
+    skip.click(lambda s, a, d: _decide(s, a, d, "skip"), seen, outputs,
                api_visibility="private").then(**select_mode)
+    redraw.click(lambda s: review.annotator_value(s) if s and s.get("image") else gr.skip(), state, annotator,
+                 api_visibility="private")
     prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private").then(**select_mode)
     nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private").then(**select_mode)
     go.click(_jump, [state, target], outputs, api_visibility="private").then(**select_mode)
@@ -447,7 +454,7 @@ def _make_map(choice, uploads, project, model_name, limit, workdir, progress=MAP
             gr.update(value=str(view.csv), interactive=True), workdir, [], [], gr.update(visible=linked))
 
 
-REVIEW_OUTPUTS = ("state", "annotator", "note", "counts", "position", "boxes", "label", "keys")
+REVIEW_OUTPUTS = ("state", "annotator", "note", "counts", "position", "boxes", "label", "keys", "token")
 """What the Review tab's components show (_review_outputs), in that order."""
 
 
@@ -565,13 +572,42 @@ SELECT_MODE_JS = """() => {
   if (document.activeElement && document.activeElement.tagName === "BUTTON") document.activeElement.blur();
   setTimeout(() => document.querySelectorAll('button[aria-label="Drag boxes"]').forEach(
     (b) => { if (!b.classList.contains("selected")) b.click(); }), 50);
+  if (window.folCatchUp) window.folCatchUp(0);
 }"""
 """Put every annotator in select/move mode (it starts in "create box" on an image without boxes, where
-dragging a corner handle draws a new box), and let go of the button just pressed (so that Enter accepts
-rather than pressing it again): run after each new image."""
+dragging a corner handle draws a new box), let go of the button just pressed (so that Enter accepts
+rather than pressing it again), and make sure the Review canvas draws the new photo: run after each new image."""
 
 KEYS_JS = """<script>
 (() => {
+  // Which review photo the canvas drew: display copies are named by token (review.image_token); the annotator
+  // loads each into a new Image, so the last one requested that has loaded is the one on the canvas.
+  const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
+  Object.defineProperty(HTMLImageElement.prototype, "src", {...src, set(value) {
+    const m = /\\/([0-9a-f]{8}-[0-9]+)\\.jpe?g$/.exec(String(value));
+    if (m) {
+      window.folRequested = m[1];
+      this.addEventListener("load", () => { if (window.folRequested === m[1]) window.folDrawn = m[1]; },
+                            {once: true});
+    }
+    src.set.call(this, value);
+  }});
+  const field = (id) => document.querySelector(`#${id} textarea, #${id} input`);
+  const put = (id, value) => { const f = field(id); f.value = value; f.dispatchEvent(new Event("input", {bubbles: true})); };
+  // The annotator sometimes keeps drawing the previous photo (its image url arrives after its value):
+  // hand it its value again until it draws the photo the panel describes.
+  window.folCatchUp = (tries) => setTimeout(() => {
+    const want = field("review-token") && field("review-token").value;
+    if (!want || window.folDrawn === want || tries > 4) return;
+    document.getElementById("review-redraw").click();
+    window.folCatchUp(tries + 1);
+  }, 400 + 300 * tries);
+  // every decision says which photo the canvas drew; the server refuses it for any other
+  document.addEventListener("click", (e) => {
+    if (e.target.closest && e.target.closest("#review-accept, #review-reject, #review-skip")) {
+      put("review-drawn", window.folDrawn || "");
+    }
+  }, true);
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",
     z: "review-undo-edit", u: "review-undo", delete: "review-delete", backspace: "review-delete"};
@@ -584,9 +620,7 @@ KEYS_JS = """<script>
     if ((key === "enter" || key === " ") && e.target.tagName === "BUTTON") return;
     let id = BUTTONS[key];
     if (/^[1-9]$/.test(key)) {
-      const box = document.querySelector("#review-key textarea, #review-key input");
-      box.value = key;
-      box.dispatchEvent(new Event("input", {bubbles: true}));
+      put("review-key", key);
       id = "review-labelkey";
     } else if (key === "b") {
       const radios = [...document.querySelectorAll("#review-boxes input[type=radio]")];

@@ -197,11 +197,12 @@ def shown_token(annotated: dict | None) -> str | None:
     return Path(image).stem if isinstance(image, (str, Path)) and str(image) else None
 
 
-def check_shown(state: dict, annotated: dict | None) -> None:
-    """Refuse to act on a canvas that shows another image than the session's current one."""
+def check_shown(state: dict, annotated: dict | None, drawn: str | None = None) -> None:
+    """Refuse to act on a canvas that holds, or has drawn (`drawn`: the token of the photo the browser last
+    drew, when the app can tell), another image than the session's current one."""
     project = get_project(state["project"])
     expected = image_token(project, state["ids"][state["pos"]])
-    if shown_token(annotated) != expected:
+    if shown_token(annotated) != expected or drawn not in (None, expected):
         raise ProjectError("The canvas has not caught up with this image yet: nothing was saved; look, then "
                            "decide again.")
     if (annotated or {}).get("orientation"):
@@ -352,15 +353,17 @@ def describe(rec: ImageRecord) -> str:
     return "  \n".join(lines)
 
 
-def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True) -> dict:
+def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True,
+           drawn: str | None = None) -> dict:
     """Save a decision on the current image at once (accept takes the annotator's boxes), then move on.
 
-    When `annotated` names its image (the app always sends the canvas's value), the decision is refused unless
-    it is the current one (check_shown). Every box must have a label. The journal row is kept for undo."""
+    When `annotated` names its image (the app always sends the canvas's value, and the token of the photo the
+    canvas drew as `drawn`), the decision is refused unless it is the current one (check_shown). Every box
+    must have a label. The journal row is kept for undo."""
     if not state["ids"]:
         raise ProjectError("nothing to review in this queue")
     if annotated is not None and "image" in annotated:
-        check_shown(state, annotated)
+        check_shown(state, annotated, drawn)
     project = get_project(state["project"])
     rec = project.image(state["ids"][state["pos"]])
     boxes = None
