@@ -176,7 +176,7 @@ def localize_tab() -> None:
                 "**Accept** and download the boxes.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=420):
-            annotator = image_annotator(label="Editable boxes", sources=[], show_clear_button=False,
+            annotator = image_annotator(show_label=False, sources=[], show_clear_button=False,
                                         show_download_button=False, show_remove_button=True, image_type="filepath",
                                         box_min_size=4, boxes_alpha=0.15, elem_id="annotator")
         with gr.Column(scale=2, min_width=300):
@@ -196,7 +196,7 @@ def localize_tab() -> None:
     run.click(
         _localize, [photo, model, method, class_mode, topn, named, *controls],
         [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file], api_name="localize",
-    )
+    ).then(None, js=SELECT_MODE_JS)
     accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
 
 
@@ -602,11 +602,13 @@ KEYS_JS = """<script>
     document.getElementById("review-redraw").click();
     window.folCatchUp(tries + 1);
   }, 400 + 300 * tries);
-  // every decision says which photo the canvas drew; the server refuses it for any other
+  // every decision says which photo the canvas drew; the server refuses it for any other. A review button
+  // lets go of the focus once pressed, so that Enter then accepts instead of pressing it again.
   document.addEventListener("click", (e) => {
-    if (e.target.closest && e.target.closest("#review-accept, #review-reject, #review-skip")) {
-      put("review-drawn", window.folDrawn || "");
-    }
+    if (!e.target.closest) return;
+    if (e.target.closest("#review-accept, #review-reject, #review-skip")) put("review-drawn", window.folDrawn || "");
+    const button = e.target.closest("button[id^=review-]");
+    if (button) setTimeout(() => button.blur(), 0);
   }, true);
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",

@@ -116,7 +116,7 @@ def test_the_side_panel_relabels_deletes_and_undoes_box_edits(proposed):
     with pytest.raises(ProjectError, match="Box 3 has no label"):
         review.decide(state, "accept", review.annotator_value(state))
     state = review.relabel(state, "bowl")
-    after = review.decide(state, "accept", review.annotator_value(state))
+    review.decide(state, "accept", review.annotator_value(state))
     rec = proposed.image(state["ids"][0])
     assert [b.label for b in rec.boxes] == ["dog", "cup", "bowl"] and rec.boxes[1] == rec.proposals[1]
     assert "bowl" in review.label_set(proposed)
