@@ -149,7 +149,8 @@ def current(state: dict) -> View:
         return View(None, None, 1.0, "Nothing to review in this queue.", counts, "0 / 0")
     rec = project.image(state["ids"][state["pos"]])
     token = image_token(project, rec.id)
-    state.setdefault("display", workdir())
+    if not state.get("display"):
+        state["display"] = workdir()
     path = Path(state["display"]) / f"{token}.jpg"
     if path.is_file():
         scale = display_scale(rec.width or 0, rec.height or 0)
