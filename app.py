@@ -178,7 +178,7 @@ def localize_tab() -> None:
                 "**Accept** and download the boxes.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=420):
-            annotator = image_annotator(label="Editable boxes", sources=[], show_clear_button=False,
+            annotator = image_annotator(show_label=False, sources=[], show_clear_button=False,
                                         show_download_button=False, show_remove_button=True, image_type="filepath",
                                         box_min_size=4, boxes_alpha=0.15, elem_id="annotator")
         with gr.Column(scale=2, min_width=300):
@@ -198,7 +198,7 @@ def localize_tab() -> None:
     run.click(
         _localize, [photo, model, method, class_mode, topn, named, *controls],
         [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file], api_name="localize",
-    )
+    ).then(None, js=SELECT_MODE_JS)
     accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
 
 
@@ -270,12 +270,28 @@ def prelabel_tab() -> None:
 
 # --- Review -----------------------------------------------------------------------------------------
 
+def _box_panel(state: dict) -> tuple[dict, dict]:
+    """The side list of the shown image's boxes, and the label picker showing the selected box's label."""
+    choices = review.box_choices(state)
+    project = review.get_project(state["project"])
+    return (gr.update(choices=choices, value=state.get("sel", 0) if choices else None),
+            gr.update(choices=review.label_set(project), value=review.selected_label(state)))
+
+
 def _review_outputs(state: dict) -> tuple:
-    """(state, annotator, note, counts, position) for the image at the state's position."""
+    """(state, annotator, note, counts, position, box list, label picker, label keys, token) for the image at
+    the state's position."""
     view = review.current(state)
-    labels = review.label_choices(review.get_project(state["project"]))
-    annot = image_annotator(value=view.annotator, label_list=labels) if view.annotator else None
-    return state, annot, view.info, review.counts_line(view.counts), view.position
+    state = review.enter(state, view)
+    project = review.get_project(state["project"])
+    annot = image_annotator(value=view.annotator, label_list=review.label_choices(project)) if view.annotator else None
+    return (state, annot, view.info, review.counts_line(view.counts), view.position, *_box_panel(state),
+            review.key_labels(project), view.token)
+
+
+def _boxes_changed(state: dict) -> tuple:
+    """(state, annotator, box list, label picker) after an edit made on the server (relabel, delete, undo)."""
+    return (state, review.annotator_value(state), *_box_panel(state))
 
 
 @handled
@@ -284,8 +300,11 @@ def _open_review(name, order, status, request: gr.Request):
 
 
 @handled
-def _decide(state, annotated, action):
-    return _review_outputs(review.decide(review.need(state), action, annotated))
+def _decide(state, annotated, drawn, action):
+    """Decide on the image the canvas shows: `drawn` is the token of the photo the browser drew (KEYS_JS)."""
+    if annotated is None:
+        raise review.ProjectError("The image has not loaded yet: nothing was saved.")
+    return _review_outputs(review.decide(review.need(state), action, annotated, drawn=drawn or ""))
 
 
 @handled
@@ -299,6 +318,33 @@ def _jump(state, target):
 
 
 @handled
+def _undo_decision(state):
+    return _review_outputs(review.undo_decision(review.need(state)))
+
+
+@handled
+def _edited(state, annotated):
+    """The reviewer moved, resized, drew or deleted a box on the canvas: keep it (for undo and the side list)."""
+    if not state or not state.get("ids"):
+        return (gr.skip(),) * 4
+    state, redraw = review.edited(state, annotated)
+    return (state, review.annotator_value(state) if redraw else gr.skip(), *_box_panel(state))
+
+
+@handled
+def _box_edit(state, edit, *args):
+    """One box edit made in the side panel (relabel, label key, delete, undo) with the canvas's current boxes."""
+    state = review.need(state)
+    return _boxes_changed(edit(state, *args))
+
+
+@handled
+def _select_box(state, index):
+    state = review.select(review.need(state), index)
+    return state, _box_panel(state)[1]
+
+
+@handled
 def _export(state, formats, include_proposals, overwrite, workdir):
     """Write the chosen formats into the project's folder and offer each as a zip."""
     workdir = webapp.workdir(workdir)
@@ -306,41 +352,67 @@ def _export(state, formats, include_proposals, overwrite, workdir):
     return note, files, workdir
 
 
-def review_tab() -> list:
-    """The Review tab: one image at a time, accept / nudge / relabel / delete / add / skip / reject, then export.
+def _forget_review(state: dict | None) -> None:
+    """When the browser session ends: delete its display copies."""
+    webapp.remove_workdir((state or {}).get("display"))
 
-    Returns its outputs (state, annotator, note, counts, position), so other tabs can open an image here."""
-    state = gr.State(None)
+
+SHORTCUTS_MD = "**Keys** · " + " · ".join(f"{k} {what}" for k, what in review.SHORTCUTS)
+
+
+def review_tab() -> list:
+    """The Review tab: one image at a time, accept / nudge / relabel / delete / add / skip / reject, undo, then
+    export; every action has a key (SELECT_MODE_JS / KEYS_JS bind them).
+
+    Returns its outputs (REVIEW_OUTPUTS), so other tabs can open an image here."""
+    state = gr.State(None, delete_callback=_forget_review)
     workdir = gr.State(None, delete_callback=webapp.remove_workdir)
-    with gr.Row():
-        # the session's own list is checked by review.open_queue (allow_custom_value: not against the build-time list)
-        project = gr.Dropdown(review.list_projects(PROJECTS) if ACCESS.shared else [], value=None, label="Project",
-                              scale=2, allow_custom_value=True, elem_id="review-project")
-        refresh = gr.Button("↻", scale=0, min_width=40)
-        order = gr.Radio(list(review.ORDERS), value="confidence", label="Order", scale=2)
-        status = gr.Radio(list(review.SHOWN), value="pending", label="Show", scale=2)
-        start = gr.Button("Open", variant="primary", scale=1, elem_id="review-open")
-    counts = gr.Markdown(elem_id="review-counts")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=480):
-            annotator = image_annotator(label="Boxes (drag to move or resize; double-click to relabel or delete; "
-                                        "draw to add)", sources=[], show_clear_button=False, show_download_button=False,
-                                        show_remove_button=True, image_type="filepath", box_min_size=4,
-                                        boxes_alpha=0.15, height=620, elem_id="review-annotator")
-        with gr.Column(scale=1, min_width=260):
+            annotator = image_annotator(show_label=False, sources=[], show_clear_button=False,
+                                        show_download_button=False, show_remove_button=True, image_type="filepath",
+                                        box_min_size=4, boxes_alpha=0.15, height=620, elem_id="review-annotator")
+            gr.Markdown("Drag a box to move it, its corners to resize it; the box tool (C) draws a new one, D goes "
+                        "back to moving. " + SHORTCUTS_MD, elem_id="review-help")
+        with gr.Column(scale=1, min_width=300):
+            with gr.Row(equal_height=True):
+                # the session's own list is checked by review.open_queue (allow_custom_value: not the build-time list)
+                project = gr.Dropdown(review.list_projects(PROJECTS) if ACCESS.shared else [], value=None,
+                                      show_label=False, scale=3, container=False, allow_custom_value=True,
+                                      elem_id="review-project")
+                refresh = gr.Button("↻", scale=0, min_width=40, size="sm")
+                start = gr.Button("Open", variant="primary", scale=1, min_width=60, size="sm", elem_id="review-open")
+            with gr.Accordion("Queue", open=False):
+                order = gr.Radio(list(review.ORDERS), value="confidence", label="Order")
+                status = gr.Radio(list(review.SHOWN), value="pending", label="Show")
             position = gr.Markdown(elem_id="review-position")
             note = gr.Markdown(elem_id="review-note")
-            accept = gr.Button("✓ Accept boxes", variant="primary", elem_id="review-accept")
+            accept = gr.Button("✓ Accept boxes (Enter)", variant="primary", elem_id="review-accept")
             with gr.Row():
-                reject = gr.Button("✗ Reject image", variant="stop", elem_id="review-reject")
-                skip = gr.Button("Skip", elem_id="review-skip")
+                reject = gr.Button("✗ Reject (R)", variant="stop", elem_id="review-reject", min_width=90)
+                skip = gr.Button("Skip (S)", elem_id="review-skip", min_width=90)
             with gr.Row():
-                prev = gr.Button("◀ Previous", elem_id="review-prev")
-                nxt = gr.Button("Next ▶", elem_id="review-next")
+                prev = gr.Button("◀ Prev (←)", elem_id="review-prev", min_width=90)
+                nxt = gr.Button("Next (→) ▶", elem_id="review-next", min_width=90)
+            with gr.Row():
+                undo_edit = gr.Button("↶ Undo edit (Z)", size="sm", elem_id="review-undo-edit", min_width=90)
+                undo = gr.Button("↶ Undo decision (U)", size="sm", elem_id="review-undo", min_width=90)
+            boxes = gr.Radio([], type="value", label="Boxes on this image (B: next)", elem_id="review-boxes")
+            with gr.Row(equal_height=True):
+                label = gr.Dropdown([], value=None, allow_custom_value=True, filterable=True, scale=3,
+                                    label="Label of the selected box (type a new one)", elem_id="review-label")
+                delete = gr.Button("Delete (Del)", size="sm", scale=1, min_width=70, elem_id="review-delete")
+            keys = gr.Markdown(elem_id="review-keys")
+            counts = gr.Markdown(elem_id="review-counts")
             with gr.Row():
                 target = gr.Textbox(placeholder="number or file name", show_label=False, scale=2,
                                     elem_id="review-jump")
                 go = gr.Button("Go", scale=1, min_width=50)
+            key = gr.Textbox(visible="hidden", elem_id="review-key")
+            label_key = gr.Button("label key", visible="hidden", elem_id="review-labelkey")
+            token = gr.Textbox(visible="hidden", elem_id="review-token")  # the image the panel describes
+            drawn = gr.Textbox(visible="hidden", elem_id="review-drawn")  # the image the canvas drew
+            redraw = gr.Button("redraw", visible="hidden", elem_id="review-redraw")
     with gr.Accordion("Export the project", open=False):
         with gr.Row():
             formats = gr.CheckboxGroup(list(review.FORMATS), value=[v for _, v in review.FORMATS], label="Formats")
@@ -350,15 +422,31 @@ def review_tab() -> list:
         exported = gr.Markdown()
         files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
-    outputs = [state, annotator, note, counts, position]
+    outputs = [state, annotator, note, counts, position, boxes, label, keys, token]
+    edits = [state, annotator, boxes, label]
+    select_mode = {"fn": None, "js": SELECT_MODE_JS}
     refresh.click(_project_choices, project, project, api_visibility="private")
-    start.click(_open_review, [project, order, status], outputs, api_name="review_open")
-    accept.click(lambda s, a: _decide(s, a, "accept"), [state, annotator], outputs, api_name="review_accept")
-    reject.click(lambda s, a: _decide(s, a, "reject"), [state, annotator], outputs, api_visibility="private")
-    skip.click(lambda s, a: _decide(s, a, "skip"), [state, annotator], outputs, api_visibility="private")
-    prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private")
-    nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private")
-    go.click(_jump, [state, target], outputs, api_visibility="private")
+    start.click(_open_review, [project, order, status], outputs, api_name="review_open").then(**select_mode)
+    seen = [state, annotator, drawn]
+    accept.click(lambda s, a, d: _decide(s, a, d, "accept"), seen, outputs,
+                 api_name="review_accept").then(**select_mode)
+    reject.click(lambda s, a, d: _decide(s, a, d, "reject"), seen, outputs,
+                 api_visibility="private").then(**select_mode)
+    skip.click(lambda s, a, d: _decide(s, a, d, "skip"), seen, outputs,
+               api_visibility="private").then(**select_mode)
+    redraw.click(lambda s: review.annotator_value(s) if s and s.get("image") else gr.skip(), state, annotator,
+                 api_visibility="private")
+    prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private").then(**select_mode)
+    nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private").then(**select_mode)
+    go.click(_jump, [state, target], outputs, api_visibility="private").then(**select_mode)
+    undo.click(_undo_decision, state, outputs, api_visibility="private").then(**select_mode)
+    annotator.change(_edited, [state, annotator], edits, api_visibility="private", trigger_mode="always_last")
+    boxes.input(_select_box, [state, boxes], [state, label], api_visibility="private")
+    label.input(lambda s, name: _box_edit(s, review.relabel, name), [state, label], edits,
+                api_visibility="private")
+    label_key.click(lambda s, k: _box_edit(s, review.label_key, k), [state, key], edits, api_visibility="private")
+    delete.click(lambda s: _box_edit(s, review.delete_box), state, edits, api_visibility="private")
+    undo_edit.click(lambda s: _box_edit(s, review.undo_edit), state, edits, api_visibility="private")
     export.click(_export, [state, formats, include, overwrite, workdir], [exported, files, workdir],
                  api_name="review_export")
     return outputs
@@ -387,7 +475,7 @@ def _make_map(choice, uploads, project, model_name, limit, workdir, request: gr.
             gr.update(value=str(view.csv), interactive=True), workdir, [], [], gr.update(visible=linked))
 
 
-REVIEW_OUTPUTS = ("state", "annotator", "note", "counts", "position")
+REVIEW_OUTPUTS = ("state", "annotator", "note", "counts", "position", "boxes", "label", "keys", "token")
 """What the Review tab's components show (_review_outputs), in that order."""
 
 
@@ -496,7 +584,85 @@ anywhere: the model runs on this server's CPU.
 
 CSS = """
 #summary { min-height: 2.5em; }
+/* the annotator's rotate buttons store rotated boxes against the unrotated photo: rotation is not offered */
+button[aria-label^="Rotate"] { display: none !important; }
+#review-help, #review-keys { font-size: 0.85em; }
+#review-note p { margin: 0; }
 """
+
+SELECT_MODE_JS = """() => {
+  if (document.activeElement && document.activeElement.tagName === "BUTTON") document.activeElement.blur();
+  setTimeout(() => document.querySelectorAll('button[aria-label="Drag boxes"]').forEach(
+    (b) => { if (!b.classList.contains("selected")) b.click(); }), 50);
+  if (window.folCatchUp) window.folCatchUp(0);
+}"""
+"""Put every annotator in select/move mode (it starts in "create box" on an image without boxes, where
+dragging a corner handle draws a new box), let go of the button just pressed (so that Enter accepts
+rather than pressing it again), and make sure the Review canvas draws the new photo: run after each new image."""
+
+KEYS_JS = """<script>
+(() => {
+  // Which review photo the canvas drew: display copies are named by token (review.image_token); the annotator
+  // loads each into a new Image, so the last one requested that has loaded is the one on the canvas.
+  const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
+  Object.defineProperty(HTMLImageElement.prototype, "src", {...src, set(value) {
+    const m = /\\/([0-9a-f]{8}-[0-9]+)\\.jpe?g$/.exec(String(value));
+    if (m) {
+      window.folRequested = m[1];
+      this.addEventListener("load", () => { if (window.folRequested === m[1]) window.folDrawn = m[1]; },
+                            {once: true});
+    }
+    src.set.call(this, value);
+  }});
+  const field = (id) => document.querySelector(`#${id} textarea, #${id} input`);
+  const put = (id, value) => { const f = field(id); f.value = value; f.dispatchEvent(new Event("input", {bubbles: true})); };
+  // The annotator sometimes keeps drawing the previous photo (its image url arrives after its value):
+  // hand it its value again until it draws the photo the panel describes.
+  window.folCatchUp = (tries) => setTimeout(() => {
+    const want = field("review-token") && field("review-token").value;
+    if (!want || window.folDrawn === want || tries > 4) return;
+    document.getElementById("review-redraw").click();
+    window.folCatchUp(tries + 1);
+  }, 400 + 300 * tries);
+  // every decision says which photo the canvas drew; the server refuses it for any other. A review button
+  // lets go of the focus once pressed, so that Enter then accepts instead of pressing it again.
+  document.addEventListener("click", (e) => {
+    if (!e.target.closest) return;
+    if (e.target.closest("#review-accept, #review-reject, #review-skip")) put("review-drawn", window.folDrawn || "");
+    const button = e.target.closest("button[id^=review-]");
+    if (button) setTimeout(() => button.blur(), 0);
+  }, true);
+  const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
+    arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",
+    z: "review-undo-edit", u: "review-undo", delete: "review-delete", backspace: "review-delete"};
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  document.addEventListener("keydown", (e) => {
+    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    const accept = document.getElementById("review-accept");
+    if (!accept || !accept.offsetParent || document.getElementById("model-box-edit")) return;
+    const key = e.key.toLowerCase();
+    if ((key === "enter" || key === " ") && e.target.tagName === "BUTTON") return;
+    let id = BUTTONS[key];
+    if (/^[1-9]$/.test(key)) {
+      put("review-key", key);
+      id = "review-labelkey";
+    } else if (key === "b") {
+      const radios = [...document.querySelectorAll("#review-boxes input[type=radio]")];
+      if (radios.length) {
+        const at = radios.findIndex((r) => r.checked);
+        radios[(at + (e.shiftKey ? -1 : 1) + radios.length) % radios.length].click();
+      }
+      e.preventDefault();
+      return;
+    }
+    if (!id) return;
+    e.preventDefault();
+    document.getElementById(id).click();
+  });
+})();
+</script>"""
+"""The Review tab's keyboard shortcuts (review.SHORTCUTS): each clicks its button; keys typed into a text box
+or the annotator's label dialog are left alone."""
 
 
 def build_app() -> gr.Blocks:
@@ -533,7 +699,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, allow_folders: str | Path |
     load_model()
     demo = build_app()
     demo.queue(default_concurrency_limit=2)
-    demo.launch(server_name=host, server_port=port, theme=gr.themes.Soft(), css=CSS,
+    demo.launch(server_name=host, server_port=port, theme=gr.themes.Soft(), css=CSS, head=KEYS_JS,
                 allowed_paths=[str(EXAMPLES)], **launch_args)
     return demo
 

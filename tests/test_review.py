@@ -25,10 +25,15 @@ def test_review_queue_sorts_least_sure_first_and_saves_decisions(prelabeled):
     boxes[0] = {**boxes[0], "xmin": boxes[0]["xmin"] + 10, "label": "mug"}
     boxes.append({"xmin": 5, "ymin": 6, "xmax": 50, "ymax": 60, "label": "spoon", "color": (0, 0, 0)})
     boxes.append({"xmin": 100, "ymin": 100, "xmax": 150, "ymax": 150, "label": ""})  # drawn, not named
-    after = review.decide(state, "accept", {"image": None, "boxes": boxes})
+    with pytest.raises(ProjectError, match="Box 3 has no label"):  # never a silent default label
+        review.decide(state, "accept", {"image": view.annotator["image"], "boxes": boxes})
+    boxes[2]["label"] = "3: saucer"  # the canvas's number is not part of the label
+    with pytest.raises(ProjectError, match="not caught up"):  # the canvas holds another image
+        review.decide(state, "accept", {"image": "/tmp/x/0000-1.jpg", "boxes": boxes})
+    after = review.decide(state, "accept", {"image": view.annotator["image"], "boxes": boxes})
     assert after["pos"] == state["pos"] + 1
     saved = prelabeled.image(view.record.id)
-    assert saved.review == "accepted" and [b.label for b in saved.boxes] == ["mug", "spoon", "cup"]
+    assert saved.review == "accepted" and [b.label for b in saved.boxes] == ["mug", "spoon", "saucer"]
     assert view.scale == pytest.approx(600 / 640)  # shown enlarged: display pixels scale back to the photo's
     assert saved.boxes[0].x0 == pytest.approx(view.record.proposals[0].x0 + 10 * view.scale, abs=1)
     assert (saved.boxes[1].x0, saved.boxes[1].y1) == pytest.approx((5 * view.scale, 60 * view.scale), abs=0.01)
@@ -65,3 +70,71 @@ def test_annotator_boxes_scale_back_to_a_large_photos_pixels(examples_dir):
     drawn = annotator.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)
     assert (drawn[0].x0, drawn[0].x1, drawn[0].y1) == pytest.approx((45.1, 451.0, 300.0), abs=0.3)
     assert annotator.display_copy(photo.resize((1000, 800)))[1] == 1.0
+
+
+@pytest.fixture
+def proposed(tmp_path, examples_dir):
+    """The example photos, each with two proposed boxes, as a project (no model needed)."""
+    from fol_core.bootstrap.prelabel import open_run
+
+    project, _ = open_run(str(examples_dir), str(tmp_path / "p"))
+    for rec in project.images():
+        width, height = project.source().open(rec.key).size
+        project.save_prelabel(rec.id, stage="proposed", width=width, height=height, confidence=0.5, proposals=[
+            Box(10.0, 10.0, 50.0, 60.0, "cat", 281, 0.5, "cam"), Box(100.0, 50.0, 200.0, 250.0, "cup", 968, 0.4, "cam")])
+    yield project
+    review.forget(project.folder)
+    project.close()
+
+
+def test_the_side_panel_relabels_deletes_and_undoes_box_edits(proposed):
+    state = review.start(proposed.folder, order="name", status="all")
+    view = review.current(state)
+    state = review.enter(state, view)
+    assert [d["label"] for d in view.annotator["boxes"]] == ["1: cat", "2: cup"]  # numbered as in the side list
+    assert review.box_choices(state) == [("1: cat", 0), ("2: cup", 1)] and review.label_set(proposed)[:2] == ["cat", "cup"]
+    state = review.relabel(review.select(state, 1), "tea pot")  # typed: a new label
+    state = review.label_key(review.select(state, 0), 2)  # key 2: the project's second label
+    assert [b["label"] for b in state["boxes"]] == ["cup", "tea pot"]
+    state = review.delete_box(state, 1)
+    assert [b["label"] for b in state["boxes"]] == ["cup"]
+    state = review.undo_edit(state)
+    assert [b["label"] for b in state["boxes"]] == ["cup", "tea pot"]
+    state = review.undo_edit(review.undo_edit(state))
+    assert [b["label"] for b in state["boxes"]] == ["cat", "cup"]
+    with pytest.raises(ProjectError, match="No box edit"):
+        review.undo_edit(state)
+    with pytest.raises(ProjectError, match="No label 7"):
+        review.label_key(state, 7)
+    # the canvas: a box drawn (the annotator puts it first, unnumbered), one relabelled in its own dialog
+    canvas = review.annotator_value(state)
+    canvas["boxes"] = [{"xmin": 5, "ymin": 5, "xmax": 40, "ymax": 40, "label": ""},
+                       {**canvas["boxes"][0], "label": "dog"}, canvas["boxes"][1]]
+    state, redraw = review.edited(state, canvas)
+    assert redraw and [b["label"] for b in state["boxes"]] == ["dog", "cup", ""] and state["sel"] == 2
+    assert review.edited(state, {**canvas, "image": "elsewhere/ffffffff-9.jpg"}) == (state, False)  # stale: ignored
+    with pytest.raises(ProjectError, match="Box 3 has no label"):
+        review.decide(state, "accept", review.annotator_value(state))
+    state = review.relabel(state, "bowl")
+    review.decide(state, "accept", review.annotator_value(state))
+    rec = proposed.image(state["ids"][0])
+    assert [b.label for b in rec.boxes] == ["dog", "cup", "bowl"] and rec.boxes[1] == rec.proposals[1]
+    assert "bowl" in review.label_set(proposed)
+
+
+def test_undo_decision_goes_back_and_restores_the_image(proposed):
+    state = review.start(proposed.folder, order="name", status="pending")
+    first = review.enter(state, review.current(state))
+    state = review.decide(first, "accept", review.annotator_value(first))
+    second = review.enter(state, review.current(state))
+    with pytest.raises(ProjectError, match="not caught up"):  # the canvas drew the previous photo
+        review.decide(second, "reject", review.annotator_value(second), drawn=first["image"])
+    state = review.decide(second, "reject", review.annotator_value(second), drawn=second["image"])
+    assert proposed.counts()["accepted"] == 1 and proposed.counts()["rejected"] == 1
+    state = review.undo_decision(state)
+    assert state["pos"] == 1 and proposed.counts()["rejected"] == 0
+    state = review.undo_decision(state)
+    assert state["pos"] == 0 and proposed.counts()["pending"] == len(state["ids"])
+    with pytest.raises(ProjectError, match="No decision"):
+        review.undo_decision(state)
+    assert [d["action"] for d in proposed.decisions()] == ["accept", "reject", "undo", "undo"]

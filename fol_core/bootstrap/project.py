@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     at REAL NOT NULL
 );
 """
+DECISION_COLUMNS = {"before": "TEXT", "undoes": "INTEGER"}
+"""Columns added to the journal after its first release (projects made before get them on opening); a row
+from before has no `before` and cannot be undone."""
 
 class Stage(StrEnum):
     """What the pre-labeler did with an image."""
@@ -101,6 +104,7 @@ class Action(StrEnum):
     REJECT = "reject"
     SKIP = "skip"
     RESET = "reset"
+    UNDO = "undo"
 
 
 REVIEWABLE = (Stage.PROPOSED, Stage.NO_OBJECT)
@@ -130,6 +134,8 @@ class ImageRecord:
     top5: list[dict] = field(default_factory=list)
     label_scores: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    decision: int | None = None
+    """The journal row of the decision that returned this record (Project.decide / undo)."""
 
     @property
     def status(self) -> Status:
@@ -172,6 +178,10 @@ class Project:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(decisions)")}
+        for column, kind in DECISION_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} {kind}")
         self._source: Source | None = None
 
     # --- creation -------------------------------------------------------------------------------
@@ -339,12 +349,15 @@ class Project:
     # --- review ---------------------------------------------------------------------------------
 
     def decide(self, image_id: int, action: Action | str, boxes: list[Box] | None = None) -> ImageRecord:
-        """Record a review decision at once: accept (with the boxes as edited), reject, skip or reset."""
+        """Record a review decision at once: accept (with the boxes as edited), reject, skip or reset.
+
+        The returned record's `decision` is the journal row, which `undo` takes."""
         action = Action(action)
+        if action == Action.UNDO:
+            raise ProjectError("undo takes the decision to revert: Project.undo(decision)")
         now = time.time()
         with self.transaction() as db:
-            if not db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
-                raise ProjectError(f"no image {image_id} in this project")
+            before = self._state(db, image_id)
             if action == Action.ACCEPT:
                 self._add_labels(db, (b.label for b in boxes or []))
                 db.execute("UPDATE images SET review=?, boxes=?, updated=? WHERE id=?",
@@ -353,11 +366,54 @@ class Project:
                 db.execute("UPDATE images SET review=?, updated=? WHERE id=?", (Review.REJECTED, now, image_id))
             elif action == Action.RESET:
                 db.execute("UPDATE images SET review=NULL, boxes=NULL, updated=? WHERE id=?", (now, image_id))
-            db.execute(
-                "INSERT INTO decisions(image_id, action, boxes, at) VALUES (?, ?, ?, ?)",
-                (image_id, action, None if boxes is None else _boxes_json(boxes), now),
-            )
-        return self.image(image_id)
+            row = db.execute(
+                "INSERT INTO decisions(image_id, action, boxes, at, before) VALUES (?, ?, ?, ?, ?)",
+                (image_id, action, None if boxes is None else _boxes_json(boxes), now, json.dumps(before)),
+            ).lastrowid
+        rec = self.image(image_id)
+        rec.decision = row
+        return rec
+
+    def undo(self, decision: int) -> ImageRecord:
+        """Revert one journaled decision: the image gets back the review state and boxes it had before it.
+
+        The undo is journaled too (action "undo", `undoes` = the row). Refused, with one line, for an undo row,
+        a decision already undone, one from before undo was recorded, or one the image has changed since
+        (another decision on it that is still in force)."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM decisions WHERE id = ?", (decision,)).fetchone()
+            if row is None:
+                raise ProjectError(f"no decision {decision} in this project")
+            if row["action"] == Action.UNDO:
+                raise ProjectError("an undo cannot be undone here: decide the image again")
+            later = db.execute("SELECT * FROM decisions WHERE image_id = ? AND id > ? ORDER BY id",
+                               (row["image_id"], decision)).fetchall()
+            undone = {r["undoes"] for r in later if r["undoes"] is not None}
+            if decision in undone:
+                raise ProjectError("that decision is already undone")
+            if row["before"] is None:
+                raise ProjectError("that decision was made before undo was recorded: decide the image again")
+            if any(r["action"] not in (Action.SKIP, Action.UNDO) and r["id"] not in undone for r in later):
+                raise ProjectError("the image was decided again since: undo that decision first")
+            before, now_state = json.loads(row["before"]), self._state(db, row["image_id"])
+            db.execute("UPDATE images SET review=?, boxes=?, updated=? WHERE id=?",
+                       (before["review"], before["boxes"], now, row["image_id"]))
+            new = db.execute(
+                "INSERT INTO decisions(image_id, action, boxes, at, before, undoes) VALUES (?, ?, ?, ?, ?, ?)",
+                (row["image_id"], Action.UNDO, before["boxes"], now, json.dumps(now_state), decision),
+            ).lastrowid
+        rec = self.image(row["image_id"])
+        rec.decision = new
+        return rec
+
+    @staticmethod
+    def _state(db: sqlite3.Connection, image_id: int) -> dict:
+        """An image's review state as the journal keeps it: {"review": ..., "boxes": JSON text or None}."""
+        found = db.execute("SELECT review, boxes FROM images WHERE id = ?", (image_id,)).fetchone()
+        if found is None:
+            raise ProjectError(f"no image {image_id} in this project")
+        return {"review": found["review"], "boxes": found["boxes"]}
 
     def image(self, image_id: int) -> ImageRecord:
         rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))

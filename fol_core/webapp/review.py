@@ -5,10 +5,17 @@ the order of the queue and the position in it. Projects are opened once per proc
 may open is its projects root's business (webapp.Access).
 The annotator works on a display copy of the photo (fol_core.annotator); a box the reviewer left
 untouched keeps its exact proposed coordinates.
+
+The display copy is a file named after the image (its token), and the annotator sends that name back with
+its boxes: a decision is refused when the canvas holds another image than the one the session is at, so
+no image is ever decided unseen. The session also keeps the shown image's boxes (numbered "1: cat" on the
+canvas, to match the side list), their edit history (undo within the image) and the journal rows of its
+own decisions (undo across images).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +24,7 @@ from ..annotator import display_copy, display_scale, from_annotator, to_annotato
 from ..bootstrap.export import ExportError, export_all, zip_export
 from ..bootstrap.project import MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
 from ..paths import relative_parts
+from . import workdir
 
 ORDERS = (("Least sure first", "confidence"), ("By file name", "name"))
 """Queue orders: least sure first, or by file name."""
@@ -25,6 +33,16 @@ SHOWN = ("pending", "all", Status.ACCEPTED.value, Status.REJECTED.value)
 FORMATS = (("Pascal VOC", "voc"), ("COCO JSON", "coco"), ("YOLO", "yolo"), ("Hugging Face datasets", "hf"))
 MAX_LABEL_LIST = 200
 """Offer the map's labels as the annotator's choices when there are at most this many."""
+LABEL_KEYS = 9
+"""Keys 1-9 give the selected box the project's first nine labels."""
+MAX_EDITS = 100
+"""Box edits kept for undo within one image."""
+NUMBERED = re.compile(r"^(\d+): ?")
+"""The number the canvas shows before each box's label ("2: cat"), as the side list numbers it."""
+SHORTCUTS = (("Enter / A", "accept"), ("R", "reject"), ("S", "skip"), ("→ / N", "next"), ("← / P", "previous"),
+             ("Z", "undo the last box edit"), ("U", "undo the last decision"), ("B / Shift+B", "next / previous box"),
+             ("1-9", "give the selected box that label"), ("Del", "delete the selected box"))
+"""The Review tab's keyboard shortcuts (app.py's key handler binds the same keys)."""
 
 _PROJECTS: dict[str, Project] = {}
 _LOCK = threading.Lock()
@@ -129,22 +147,214 @@ class View:
     info: str
     counts: dict[str, int]
     position: str
+    token: str = ""
+    """The display copy's file name stem, which the annotator sends back (see check_shown)."""
+
+
+def image_token(project: Project, image_id: int) -> str:
+    """The name of an image's display copy: its project and id, so a stale canvas is never taken for another."""
+    return f"{project.id[:8]}-{image_id}"
 
 
 def current(state: dict) -> View:
-    """The image at the session's position, its boxes in display pixels, and the counts."""
+    """The image at the session's position, its boxes in display pixels, and the counts.
+
+    The display copy is written once per image into the session's display folder (state["display"], made
+    here on first use) and handed to the annotator by path, its name being the image's token."""
     project = get_project(state["project"])
     counts = project.counts()
     if not state["ids"]:
         return View(None, None, 1.0, "Nothing to review in this queue.", counts, "0 / 0")
     rec = project.image(state["ids"][state["pos"]])
-    photo = project.source().open(rec.key)
-    shown, scale = display_copy(photo)
+    token = image_token(project, rec.id)
+    if not state.get("display"):
+        state["display"] = workdir()
+    path = Path(state["display"]) / f"{token}.jpg"
+    if path.is_file():
+        scale = display_scale(rec.width or 0, rec.height or 0)
+    else:
+        shown, scale = display_copy(project.source().open(rec.key))
+        shown.convert("RGB").save(path, quality=92)
     boxes = rec.current_boxes()
     return View(
-        rec, {"image": shown, "boxes": to_annotator(boxes, scale)}, scale, describe(rec), counts,
-        f"{state['pos'] + 1} / {len(state['ids'])}",
+        rec, {"image": str(path), "boxes": numbered(to_annotator(boxes, scale))}, scale, describe(rec), counts,
+        f"{state['pos'] + 1} / {len(state['ids'])}", token,
     )
+
+
+def enter(state: dict, view: View) -> dict:
+    """The session at the view's image: its boxes as shown, no edits yet, the first box selected."""
+    boxes = plain(view.annotator["boxes"]) if view.annotator else []
+    return {**state, "image": view.token, "boxes": boxes, "edits": [], "sel": 0}
+
+
+def numbered(dicts: list[dict]) -> list[dict]:
+    """The boxes with their side-list number before the label, as the canvas shows them."""
+    return [{**d, "label": f"{i}: {_label(d)}"} for i, d in enumerate(dicts, 1)]
+
+
+def _label(d: dict) -> str:
+    return NUMBERED.sub("", str(d.get("label") or "")).strip()
+
+
+def plain(dicts: list[dict] | None) -> list[dict]:
+    """The annotator's boxes without the canvas numbers: label, rounded corners, colour."""
+    out = []
+    for d in dicts or []:
+        x0, x1 = sorted((round(float(d["xmin"])), round(float(d["xmax"]))))
+        y0, y1 = sorted((round(float(d["ymin"])), round(float(d["ymax"]))))
+        colour = d.get("color")
+        if isinstance(colour, (list, tuple)):
+            colour = "rgb({}, {}, {})".format(*colour)
+        out.append({"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1, "label": _label(d), "color": colour})
+    return out
+
+
+def shown_token(annotated: dict | None) -> str | None:
+    """The token of the image the annotator holds (its file's stem), None when it holds none."""
+    image = (annotated or {}).get("image")
+    return Path(image).stem if isinstance(image, (str, Path)) and str(image) else None
+
+
+def check_shown(state: dict, annotated: dict | None, drawn: str | None = None) -> None:
+    """Refuse to act on a canvas that holds, or has drawn (`drawn`: the token of the photo the browser last
+    drew, when the app can tell), another image than the session's current one."""
+    project = get_project(state["project"])
+    expected = image_token(project, state["ids"][state["pos"]])
+    if shown_token(annotated) != expected or drawn not in (None, expected):
+        raise ProjectError("The canvas has not caught up with this image yet: nothing was saved; look, then "
+                           "decide again.")
+    if (annotated or {}).get("orientation"):
+        raise ProjectError("Rotated images cannot be saved: boxes are kept in the photo's own orientation.")
+
+
+def box_choices(state: dict) -> list[tuple[str, int]]:
+    """The side list: one entry per box of the shown image, numbered as on the canvas."""
+    return [(f"{i}: {d['label'] or '(no label)'}", i - 1) for i, d in enumerate(state.get("boxes") or [], 1)]
+
+
+def selected_label(state: dict) -> str | None:
+    boxes = state.get("boxes") or []
+    sel = state.get("sel", 0)
+    return boxes[sel]["label"] or None if 0 <= sel < len(boxes) else None
+
+
+def label_set(project: Project) -> list[str]:
+    """The labels a box can be given: the project's labels, then the label map's names (free text is allowed too)."""
+    lm = project.label_map
+    return list(dict.fromkeys([*project.labels(), *(lm.names if lm.spec else [])]))
+
+
+def key_labels(project: Project) -> str:
+    """The labels keys 1-9 give, as a line for the UI."""
+    names = label_set(project)[:LABEL_KEYS]
+    return " · ".join(f"**{i}** {n}" for i, n in enumerate(names, 1)) if names else "no labels yet: type one"
+
+
+def _order(incoming: list[dict], raw: list[dict], before: list[dict]) -> list[dict]:
+    """Keep the side list's order: a box keeps its canvas number, or its place when only its label changed
+    (the annotator's own dialog drops the number); new boxes go last (the annotator puts them first)."""
+    keys = []
+    for i, (d, r) in enumerate(zip(incoming, raw)):
+        m = NUMBERED.match(str(r.get("label") or ""))
+        if m:
+            keys.append((0, int(m.group(1)), i))
+            continue
+        same = next((j for j, b in enumerate(before) if (b["xmin"], b["ymin"], b["xmax"], b["ymax"]) ==
+                     (d["xmin"], d["ymin"], d["xmax"], d["ymax"])), None)
+        keys.append((0, same + 1, i) if same is not None else (1, 0, i))
+    return [incoming[i] for *_, i in sorted(keys)]
+
+
+def edited(state: dict, annotated: dict | None) -> tuple[dict, bool]:
+    """Take the annotator's boxes after the reviewer edited them on the canvas: (session, whether the canvas
+    must be redrawn to renumber them). Values from a canvas that shows another image are ignored."""
+    if not state or not state.get("ids") or shown_token(annotated) != state.get("image"):
+        return state, False
+    raw = list((annotated or {}).get("boxes") or [])
+    before = state.get("boxes") or []
+    boxes = _order(plain(raw), raw, before)
+    redraw = [d.get("label") for d in raw] != [d["label"] for d in numbered(boxes)]
+    if boxes == before:
+        return state, redraw
+    sel = state.get("sel", 0)
+    if len(boxes) > len(before):
+        sel = len(boxes) - 1  # a box was drawn: select it, to be labelled
+    return _with_boxes(state, boxes, sel), redraw
+
+
+def _with_boxes(state: dict, boxes: list[dict], sel: int) -> dict:
+    """The session with new boxes, the old ones kept for undo."""
+    edits = [*state.get("edits", []), state.get("boxes") or []][-MAX_EDITS:]
+    return {**state, "boxes": boxes, "edits": edits, "sel": max(0, min(sel, len(boxes) - 1))}
+
+
+def annotator_value(state: dict) -> dict:
+    """The annotator's value for the session's boxes (its image is the display copy already shown)."""
+    return {"image": str(Path(state["display"]) / f"{state['image']}.jpg"), "boxes": numbered(state["boxes"])}
+
+
+def select(state: dict, index: int | None) -> dict:
+    """Select a box of the side list (what the label picker, the keys 1-9 and Delete act on)."""
+    return state if index is None else {**state, "sel": int(index)}
+
+
+def _box(state: dict, index: int | None) -> int:
+    boxes = state.get("boxes") or []
+    index = state.get("sel", 0) if index is None else int(index)
+    if not 0 <= index < len(boxes):
+        raise ProjectError("No box is selected: draw one, or pick one in the list.")
+    return index
+
+
+def relabel(state: dict, label: str | None, index: int | None = None) -> dict:
+    """Give a box (the selected one by default) a label: one of the project's, or a new one typed in."""
+    name = " ".join(str(label or "").split())
+    if not name:
+        raise ProjectError("Type or pick a label.")
+    if NUMBERED.match(name):
+        name = NUMBERED.sub("", name)
+    i = _box(state, index)
+    boxes = [dict(b) for b in state["boxes"]]
+    if boxes[i]["label"] == name:
+        return state
+    boxes[i]["label"] = name
+    return _with_boxes(state, boxes, i)
+
+
+def label_key(state: dict, key: int) -> dict:
+    """Key 1-9: give the selected box the project's label number `key`."""
+    names = label_set(get_project(state["project"]))
+    if not 1 <= int(key) <= min(LABEL_KEYS, len(names)):
+        raise ProjectError(f"No label {key}: this project has {len(names)} (type a new one in the label box).")
+    return relabel(state, names[int(key) - 1])
+
+
+def delete_box(state: dict, index: int | None = None) -> dict:
+    """Remove a box (the selected one by default)."""
+    i = _box(state, index)
+    return _with_boxes(state, [b for j, b in enumerate(state["boxes"]) if j != i], i)
+
+
+def undo_edit(state: dict) -> dict:
+    """Put the shown image's boxes back as they were before the last edit."""
+    if not state.get("edits"):
+        raise ProjectError("No box edit to undo on this image (U undoes the last decision).")
+    *edits, boxes = state["edits"]
+    return {**state, "boxes": boxes, "edits": edits, "sel": max(0, min(state.get("sel", 0), len(boxes) - 1))}
+
+
+def undo_decision(state: dict) -> dict:
+    """Undo this session's last decision: the image gets its previous review state and boxes back (journaled
+    as an undo), and the queue goes back to it."""
+    done = list(state.get("done") or [])
+    if not done:
+        raise ProjectError("No decision of this session to undo.")
+    project = get_project(state["project"])
+    rec = project.undo(done.pop())
+    ids = state["ids"]
+    pos = ids.index(rec.id) if rec.id in ids else state["pos"]
+    return {**state, "done": done, "pos": pos}
 
 
 def describe(rec: ImageRecord) -> str:
@@ -162,20 +372,30 @@ def describe(rec: ImageRecord) -> str:
     return "  \n".join(lines)
 
 
-def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True) -> dict:
-    """Save a decision on the current image at once (accept takes the annotator's boxes), then move on."""
+def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True,
+           drawn: str | None = None) -> dict:
+    """Save a decision on the current image at once (accept takes the annotator's boxes), then move on.
+
+    When `annotated` names its image (the app always sends the canvas's value, and the token of the photo the
+    canvas drew as `drawn`), the decision is refused unless it is the current one (check_shown). Every box
+    must have a label. The journal row is kept for undo."""
     if not state["ids"]:
         raise ProjectError("nothing to review in this queue")
+    if annotated is not None and "image" in annotated:
+        check_shown(state, annotated, drawn)
     project = get_project(state["project"])
     rec = project.image(state["ids"][state["pos"]])
     boxes = None
     if action == Action.ACCEPT:
         scale = display_scale(rec.width, rec.height)
-        dicts = (annotated or {}).get("boxes") or []
-        shown = rec.current_boxes()
-        default = shown[0].label if shown else rec.image_label or "object"
-        boxes = from_annotator(dicts, scale, rec.width or 0, rec.height or 0, shown, default, "review")
-    project.decide(rec.id, action, boxes)
+        dicts = plain((annotated or {}).get("boxes"))
+        unnamed = [str(i) for i, d in enumerate(dicts, 1) if not d["label"]]
+        if unnamed:
+            raise ProjectError(f"Box {', '.join(unnamed)} has no label: pick one (keys 1-9 or the label box), "
+                               "or delete it.")
+        boxes = from_annotator(dicts, scale, rec.width or 0, rec.height or 0, rec.current_boxes(), method="review")
+    saved = project.decide(rec.id, action, boxes)
+    state = {**state, "done": [*state.get("done", []), saved.decision]}
     return move(state, 1) if advance else state
 
 
