@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
         method = create_method(args.method, model, **method_params(args, args.method))
-        request = ImageNetRequest.of(args.classes, args.topn)
+        request = ImageNetRequest.of(args.classes, args.topn, model=model)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -269,6 +269,8 @@ class Project:
     def set_label_map(self, label_map: LabelMap) -> None:
         """Store the map (as written by the user; None for ImageNet's names) for later runs and the review."""
         spec = {"labels": label_map.spec, "threshold": label_map.threshold} if label_map.spec else None
+        if spec and label_map.model_classes:
+            spec["classes"] = list(label_map.model_classes)
         self.set_meta("label_map", spec)
         self.set_meta("threshold", label_map.threshold)
         if label_map.spec:
