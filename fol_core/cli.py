@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "fol_core.evaluation.command",
     "tsne": "fol_core.tsne",
     "train": "fol_core.training.command",
+    "improve": "fol_core.training.improve",
 }
 """Command name -> module; the module's HELP is the command's one-line help."""
 
