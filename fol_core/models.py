@@ -67,6 +67,9 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
+    """A registry entry, or for a trained model's folder its backbone's (layers, preprocessing)."""
+    if name not in _REGISTRY and is_trained_model(name):
+        return replace(get_spec(read_card(name)["backbone"]), name=str(name))
     try:
         return _REGISTRY[name]
     except KeyError:

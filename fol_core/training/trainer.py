@@ -183,7 +183,7 @@ def train(source: str, out: str | Path, settings: Settings = Settings(), image_l
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
         row = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5),
                **_scores(head, state["val_feats"], y_val, classes, pos_weight)}
         best = state["best"]
