@@ -262,7 +262,7 @@ def _finish(partial: Path, out: Path, tensors: dict[str, torch.Tensor], card: di
     save_file(tensors, partial / WEIGHTS)
     (partial / (CARD + ".tmp")).write_text(json.dumps(card, indent=1), encoding="utf-8")
     os.replace(partial / (CARD + ".tmp"), partial / CARD)
-    for leftover in (CHECKPOINT, "source", ".cache"):
+    for leftover in (CHECKPOINT, "wsddn_cache.pt", "source", ".cache"):
         target = partial / leftover
         if target.is_dir():
             shutil.rmtree(target)
