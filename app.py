@@ -21,7 +21,7 @@ from fol_core import webapp
 from fol_core.errors import UserError, one_line
 from fol_core.images import IMAGE_SUFFIXES
 from fol_core.methods import DEFAULT_METHOD, METHODS
-from fol_core.models import DEFAULT_MODEL, list_models, load_model
+from fol_core.models import DEFAULT_MODEL, list_models, load_model, trained_models
 from fol_core.webapp import dataset_map, localize, prelabel, review
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -149,7 +149,7 @@ def localize_tab() -> None:
                                elem_id="photo-preview")
             examples = gr.Gallery(EXAMPLE_PHOTOS, label="…or pick an example", columns=4, height=110,
                                   allow_preview=False, elem_id="example-gallery")
-            model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
+            model = gr.Dropdown(list_models() + trained_models(), value=DEFAULT_MODEL, label="Model")
             model_note = gr.Markdown()
             method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
             class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
@@ -515,7 +515,7 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
                               file_types=["image", ".zip"], type="filepath", elem_id="map-upload")
             project = gr.Dropdown([], label="Pre-labeling project", visible=False, allow_custom_value=True,
                                   elem_id="map-project")
-            model = gr.Dropdown(list_models(), value=DEFAULT_MODEL, label="Model")
+            model = gr.Dropdown(list_models() + trained_models(), value=DEFAULT_MODEL, label="Model")
             limit = gr.Slider(3, 2000, value=1000, step=1, label="At most this many images")
             make = gr.Button("Make the map", variant="primary", elem_id="map-button")
             summary = gr.Markdown(elem_id="map-summary")

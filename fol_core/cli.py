@@ -18,6 +18,8 @@ COMMANDS = {
     "export": "fol_core.bootstrap.export",
     "eval": "fol_core.evaluation.command",
     "tsne": "fol_core.tsne",
+    "train": "fol_core.training.command",
+    "improve": "fol_core.training.improve",
 }
 """Command name -> module; the module's HELP is the command's one-line help."""
 
@@ -25,7 +27,9 @@ COMMANDS = {
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from .models import DEFAULT_MODEL, list_models
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), help="classifier (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL",
+                        help=f"classifier: {', '.join(list_models())} or a trained model's folder, e.g. models/NAME "
+                             "(default: %(default)s)")
     parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model, BLAS and OpenMP "
                         "(default: the libraries'; on a machine busy with other work 1 can be several times faster)")

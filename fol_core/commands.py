@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
         method = create_method(args.method, model, **method_params(args, args.method))
-        request = ImageNetRequest.of(args.classes, args.topn)
+        request = ImageNetRequest.of(args.classes, args.topn, model=model)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
     except UserError as exc:

@@ -17,8 +17,6 @@ from typing import Any, Protocol
 import torch
 from torchvision.ops import box_iou
 
-from .imagenet import classes as imagenet_classes
-from .imagenet import resolve_class
 from .images import ImageSource, load_image
 from .methods import DEFAULT_METHOD, Method, create_method
 from .models import Classifier, load_model
@@ -64,25 +62,38 @@ def select_classes(probs: torch.Tensor, topn: int = 1, ratio: float = RATIO) -> 
 
 @dataclass(frozen=True)
 class ImageNetRequest:
-    """ImageNet classes: the ones named (names, synonyms, WordNet ids or indices), else Algorithm 2's."""
+    """The model's classes (ImageNet's, or a trained model's own): the ones named (names, synonyms,
+    WordNet ids or indices), else Algorithm 2's."""
 
     named: tuple[int, ...] = ()
     topn: int = 1
     ratio: float = RATIO
+    names: tuple[str, ...] = ()
+    """The model's class names, for the boxes' labels."""
+    floor: float = 0.0
+    """Automatic choice: the least probability a class needs (a trained model's sigmoid: 0.5, so a photo
+    without any of its classes gets no box)."""
 
     @classmethod
-    def of(cls, names: Iterable[str | int] | None = None, topn: int = 1, ratio: float = RATIO) -> ImageNetRequest:
-        """Resolve the names now (UnknownClassError for a name ImageNet lacks)."""
-        return cls(tuple(dict.fromkeys(resolve_class(c) for c in names or [])), topn, ratio)
+    def of(cls, names: Iterable[str | int] | None = None, topn: int = 1, ratio: float = RATIO,
+           model: Classifier | None = None) -> ImageNetRequest:
+        """Resolve the names now against the model's classes (UnknownClassError for a name it lacks)."""
+        clf = model or load_model()
+        floor = 0.5 if clf.multilabel else 0.0
+        return cls(tuple(dict.fromkeys(clf.resolve_class(c) for c in names or [])), topn, ratio,
+                   tuple(clf.class_names), floor)
 
     @property
     def automatic(self) -> bool:
         return not self.named
 
     def targets(self, probs: torch.Tensor) -> list[Target]:
-        names = imagenet_classes()
-        chosen = list(self.named) or select_classes(probs, self.topn, self.ratio)
-        return [Target(c, names[c].name, float(probs[c])) for c in chosen]
+        if self.named:
+            chosen = list(self.named)
+        else:
+            values, indices = probs.topk(min(max(1, self.topn), len(probs)))
+            chosen = indices[: close_to_top(values.tolist(), self.topn, self.ratio, self.floor)].tolist()
+        return [Target(c, self.names[c], float(probs[c])) for c in chosen]
 
 
 def drop_duplicate_boxes(boxes: list[Box], keep: set[int]) -> list[Box]:
@@ -115,11 +126,11 @@ def explain_photo(photo: Any, method: Method, request: ClassRequest, min_area: f
             boxes.append(b)
     if request.automatic and targets:
         boxes = drop_duplicate_boxes(boxes, keep={targets[0].class_index})
-    p5, i5 = probs.topk(5)
-    names = imagenet_classes()
+    p5, i5 = probs.topk(min(5, len(probs)))
+    names = method.model.class_names
     return Localization(
         width=photo.width, height=photo.height, model=method.model.name, method=method.name, boxes=boxes,
-        top5=[(int(i), names[int(i)].name, float(p)) for p, i in zip(p5, i5)],
+        top5=[(int(i), names[int(i)], float(p)) for p, i in zip(p5, i5)],
         explanations=explanations, seconds=time.perf_counter() - start, probabilities=probs.numpy(),
     )
 
@@ -143,7 +154,7 @@ def localize(
     photo = load_image(image)
     clf = model if isinstance(model, Classifier) else load_model(model) if model else load_model()
     m = method if isinstance(method, Method) else create_method(method, clf, **params)
-    result = explain_photo(photo, m, ImageNetRequest.of(classes, topn, ratio), min_area)
+    result = explain_photo(photo, m, ImageNetRequest.of(classes, topn, ratio, clf), min_area)
     result.seconds = time.perf_counter() - start
     result.image = str(image) if isinstance(image, (str, os.PathLike)) else ""
     return result

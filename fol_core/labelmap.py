@@ -12,7 +12,8 @@ WordNet id, name or synonym, or by a WordNet ancestor (its name or wnid): "dog" 
 An entry is first looked up as an ImageNet class, then as a synset of the WordNet hierarchy above
 the classes (`wordnet:NAME` forces the latter). A user label's score is the sum of its classes'
 probabilities. Without a map every ImageNet class name is a label (two classes sharing a name,
-such as the two "crane"s, form one label).
+such as the two "crane"s, form one label). A trained model's label map is simply its own classes
+(`LabelMap.for_classes`; stored with a `classes` list, entries name those classes, not ImageNet's).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class LabelMap:
     threshold: float = THRESHOLD
     spec: dict[str, list[str | int]] = field(default_factory=dict)
     """The entries as the user wrote them (what `to_yaml` writes back)."""
+    model_classes: tuple[str, ...] = ()
+    """A trained model's classes, which the entries name (empty: the entries name ImageNet classes)."""
     _matrix: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -79,6 +82,11 @@ class LabelMap:
         for c in classes():
             labels.setdefault(c.name, []).append(c.index)
         return cls({k: tuple(v) for k, v in labels.items()}, threshold)
+
+    @classmethod
+    def for_classes(cls, names: list[str], threshold: float = 0.5) -> LabelMap:
+        """A trained model's map: each of its classes is a label (scored by its own sigmoid, so 0.5)."""
+        return cls({n: (i,) for i, n in enumerate(names)}, threshold, {n: [n] for n in names}, tuple(names))
 
     @classmethod
     def from_spec(cls, data: Mapping) -> LabelMap:
@@ -92,6 +100,7 @@ class LabelMap:
             threshold = float(data.get("threshold", THRESHOLD))
         except (TypeError, ValueError):
             raise LabelMapError(f"threshold must be a number, got {data.get('threshold')!r}") from None
+        model_classes = tuple(str(c) for c in data.get("classes") or ())
         labels, spec = {}, {}
         for raw, entries in body.items():
             name = clean_label(raw)  # the names become box labels: one line each
@@ -100,13 +109,18 @@ class LabelMap:
                 raise LabelMapError(f"label {name!r} needs a name and at least one ImageNet class")
             found: dict[int, None] = {}
             for e in items:
+                if model_classes:
+                    if str(e) not in model_classes:
+                        raise LabelMapError(f"label {name!r}: the model has no class {e!r}")
+                    found[model_classes.index(str(e))] = None
+                    continue
                 try:
                     found.update(dict.fromkeys(sorted(resolve_entry(e))))
                 except LabelMapError as exc:
                     raise LabelMapError(f"label {name!r}: {exc}") from None
             labels[name] = tuple(found)
             spec[name] = items
-        return cls(labels, threshold, spec)
+        return cls(labels, threshold, spec, model_classes)
 
     @classmethod
     def parse(cls, text: str) -> LabelMap:
@@ -139,9 +153,9 @@ class LabelMap:
         return list(self.labels)
 
     def score_matrix(self, probs: torch.Tensor) -> torch.Tensor:
-        """(..., labels): each label's score, the sum of its classes' probabilities, for (..., 1000) probabilities."""
-        if self._matrix is None:  # (1000, labels) membership: one product scores every label
-            m = torch.zeros(len(classes()), len(self.labels))
+        """(..., labels): each label's score, the sum of its classes' probabilities, for (..., classes) probabilities."""
+        if self._matrix is None:  # (classes, labels) membership: one product scores every label
+            m = torch.zeros(len(self.model_classes or classes()), len(self.labels))
             for col, idx in enumerate(self.labels.values()):
                 m[list(idx), col] = 1.0
             self._matrix = m
@@ -164,7 +178,7 @@ class LabelMap:
         """
         q = image_label.strip().lower()
         exact = [n for n in self.labels if n.lower() == q]
-        if exact:
+        if exact or self.model_classes:
             return exact
         try:
             wanted = resolve_entry(image_label)
@@ -174,10 +188,10 @@ class LabelMap:
 
     def describe(self) -> list[str]:
         """One line per label: its size and first classes, to show the user what the map means."""
-        names = classes()
+        names = list(self.model_classes) or [c.name for c in classes()]
         out = []
         for label, idx in self.labels.items():
-            first = ", ".join(names[i].name for i in idx[:4])
+            first = ", ".join(names[i] for i in idx[:4])
             more = f", ... ({len(idx)} classes)" if len(idx) > 4 else ""
             out.append(f"{label}: {first}{more}")
         return out

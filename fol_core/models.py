@@ -1,12 +1,18 @@
 """One registry of ImageNet classifiers: each entry says where its weights come from, how to feed
-it, and which layer each localization method reads. Nothing else in fol knows a model by heart."""
+it, and which layer each localization method reads. Nothing else in fol knows a model by heart.
+
+A model the user trained (`python -m fol_core train`) is a folder holding `model.safetensors` and
+`card.json` (its classes, backbone, preprocessing, metrics): `load_model("models/NAME")` loads it
+on its registered backbone, and the classifier then answers with the card's class names.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +20,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .guided import make_switchable
-from .imagenet import class_names
+from .imagenet import class_names, resolve_class
 
 
 class ModelUnavailableError(UserError):
@@ -61,6 +67,9 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
+    """A registry entry, or for a trained model's folder its backbone's (layers, preprocessing)."""
+    if name not in _REGISTRY and is_trained_model(name):
+        return replace(get_spec(read_card(name)["backbone"]), name=str(name))
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -70,15 +79,28 @@ def get_spec(name: str) -> ModelSpec:
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
-class Classifier:
-    """A loaded, frozen network with its spec: preprocessing, class names and named layers."""
+CARD = "card.json"
+WEIGHTS = "model.safetensors"
+"""A trained model's folder holds these two files."""
 
-    def __init__(self, spec: ModelSpec, net: nn.Module) -> None:
+
+class Classifier:
+    """A loaded, frozen network with its spec: preprocessing, class names and named layers.
+
+    An ImageNet model's classes are ImageNet's 1000; a trained model's are its card's, scored with a
+    sigmoid each (an image may hold several classes, or none), and `extra` holds its other heads."""
+
+    def __init__(self, spec: ModelSpec, net: nn.Module, card: dict | None = None,
+                 extra: dict[str, torch.Tensor] | None = None) -> None:
         self.spec = spec
         self.net = make_switchable(net.eval())
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.class_names = class_names()
+        self.card = card
+        self.extra = extra or {}
+        self.class_names: list[str] = list(card["classes"]) if card else class_names()
+        self.multilabel = bool(card and card.get("output") == "sigmoid")
+        """Class probabilities are independent sigmoids (trained models), not a softmax (ImageNet)."""
         self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std).view(1, 3, 1, 1)
 
@@ -89,6 +111,28 @@ class Classifier:
     @property
     def input_size(self) -> int:
         return self.spec.input_size
+
+    @property
+    def imagenet(self) -> bool:
+        """The classes are ImageNet's (label maps, WordNet and synonyms apply)."""
+        return self.card is None
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+
+    def resolve_class(self, query: str | int) -> int:
+        """A class index from an index or a name (ImageNet models also take WordNet ids and synonyms)."""
+        if self.imagenet:
+            return resolve_class(query)
+        from .imagenet import UnknownClassError
+
+        text = str(query).strip()
+        if text.isdigit() and int(text) < len(self.class_names):
+            return int(text)
+        lowered = [n.lower() for n in self.class_names]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        raise UnknownClassError(f"{self.name} has no class {query!r}; its classes: {', '.join(self.class_names)}")
 
     def layer(self, path: str) -> nn.Module:
         try:
@@ -128,14 +172,75 @@ _LOADED: dict[tuple[str, str | None], Classifier] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+def is_trained_model(name: str | os.PathLike) -> bool:
+    """`name` is a trained model's folder (it holds a card)."""
+    return (Path(name) / CARD).is_file()
+
+
+def trained_models(root: str | os.PathLike = "models") -> list[str]:
+    """The trained model folders under `root` (for the app's model choices), sorted by name."""
+    base = Path(root)
+    return sorted(str(p.parent) for p in base.glob(f"*/{CARD}") if not p.parent.name.endswith(".partial")) \
+        if base.is_dir() else []
+
+
 def load_model(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None) -> Classifier:
-    """The shared, loaded classifier `name` (loaded once per process; safe to call from many threads)."""
+    """The shared, loaded classifier `name`: a registry name or a trained model's folder (loaded once per
+    process, or again when the folder's files change; safe to call from many threads)."""
+    if is_trained_model(name):
+        folder = Path(name)
+        key = (str(folder.resolve()), str((folder / WEIGHTS).stat().st_mtime_ns) if (folder / WEIGHTS).exists() else None)
+        with _LOAD_LOCK:
+            if key not in _LOADED:
+                _LOADED[key] = _load_trained(folder, str(name))
+            return _LOADED[key]
+    if name not in _REGISTRY and (Path(name).is_dir() or "/" in str(name)):
+        raise ModelUnavailableError(f"{name} is not a trained model folder (it has no {CARD}); "
+                                    f"train one with: python -m fol_core train SOURCE --out {name}")
     spec = get_spec(name)
     key = (name, str(weights) if weights else None)
     with _LOAD_LOCK:
         if key not in _LOADED:
             _LOADED[key] = Classifier(spec, spec.build(key[1]))
         return _LOADED[key]
+
+
+def read_card(folder: str | os.PathLike) -> dict:
+    """A trained model's card (ModelUnavailableError if it is missing or unreadable)."""
+    path = Path(folder) / CARD
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"cannot read {path}: {one_line(exc)}") from None
+    if not isinstance(card, dict) or not card.get("classes") or "backbone" not in card:
+        raise ModelUnavailableError(f"{path} is not a fol model card (it needs classes and backbone)")
+    return card
+
+
+def _load_trained(folder: Path, name: str) -> Classifier:
+    """The card's backbone from the registry with the trained head (and any other trained heads, kept in
+    `extra`) from the safetensors file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    card = read_card(folder)
+    backbone = get_spec(card["backbone"])
+    try:
+        tensors = load_file(folder / WEIGHTS)
+    except (OSError, SafetensorError) as exc:
+        raise ModelUnavailableError(f"cannot read {folder / WEIGHTS}: {one_line(exc)}") from None
+    net = backbone.build(None)
+    head = net.get_submodule(backbone.classifier or "classifier")
+    prefix = f"{backbone.classifier}."
+    weight = tensors.get(prefix + "weight")
+    if weight is None or weight.shape != (len(card["classes"]), head.in_features):
+        raise ModelUnavailableError(f"{folder / WEIGHTS} does not hold a {backbone.name} head for {len(card['classes'])} classes")
+    new_head = nn.Linear(head.in_features, len(card["classes"]))
+    new_head.load_state_dict({"weight": weight, "bias": tensors[prefix + "bias"]})
+    parent, _, attr = (backbone.classifier or "classifier").rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, attr, new_head)
+    spec = replace(backbone, name=name, description=f"trained on {card.get('source', '?')}: {', '.join(card['classes'])}")
+    return Classifier(spec, net, card, {k: v for k, v in tensors.items() if not k.startswith(prefix)})
 
 
 def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -151,7 +151,7 @@ def extract_features(paths: Sequence[str | Path], model: Classifier, batch_size:
             if batch:
                 pooled, logits = model.features(torch.cat(batch))
                 feats.append(pooled.float().numpy())
-                probs.append(logits.float().softmax(-1).numpy())
+                probs.append(model.probabilities(logits.float()).numpy())
             bar.update(min(batch_size, len(paths) - start))
     empty = np.zeros((0, 0), np.float32)
     return _Features(kept, np.concatenate(feats) if feats else empty, np.concatenate(probs) if probs else empty,
@@ -211,6 +211,8 @@ def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMa
         raise MapError(f"t-SNE needs at least {MIN_IMAGES} readable images; found {len(f.paths)}{why}")
     xy = embed(f.features, max_iter)
     t2 = time.perf_counter()
+    if label_map is None and not model.imagenet:  # a trained model's labels are its classes
+        label_map = LabelMap.for_classes(model.class_names)
     labels, prob, colours = assign_labels(f.probs, label_map)
     return DatasetMap(f.paths, xy, f.probs.argmax(1), labels, prob, colours, f.thumbnails, model.name,
                       "user label" if label_map is not None else "predicted class", f.skipped,

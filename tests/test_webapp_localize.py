@@ -81,7 +81,7 @@ def test_method_params_from_the_advanced_panel():
     assert localize.method_params("gradcam", panel("gradcam", layer=""))["threshold"] == 0.3
     with pytest.raises(ParamError, match="threshold"):
         localize.method_params("gradcam", panel("gradcam", threshold=1.5))
-    assert {c.method for c in localize.CONTROLS} == {"fol", "gradcam", "cam"}  # generated: every method has a panel
+    assert {c.method for c in localize.CONTROLS} == {"fol", "gradcam", "cam", "wsddn"}  # generated: every method
 
 def test_class_choices_cover_imagenet_and_find_synonyms():
     choices = localize.class_choices()

@@ -185,7 +185,13 @@ def run_prelabel(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Pre-label the project's images not done yet (at most `limit`), committing each as it is done."""
+    """Pre-label the project's images not done yet (at most `limit`), committing each as it is done.
+    A trained model's labels are its own classes."""
+    if not model.imagenet:
+        if label_map is not None and label_map.model_classes != tuple(model.class_names):
+            raise UserError(f"{model.name} names its own classes ({', '.join(model.class_names)}): "
+                            "pre-label with it without a label map")
+        label_map = LabelMap.for_classes(model.class_names, (model.card or {}).get("threshold", 0.5))
     if label_map is not None:
         project.set_label_map(label_map)
     lm = project.label_map

@@ -279,6 +279,8 @@ class Project:
     def set_label_map(self, label_map: LabelMap) -> None:
         """Store the map (as written by the user; None for ImageNet's names) for later runs and the review."""
         spec = {"labels": label_map.spec, "threshold": label_map.threshold} if label_map.spec else None
+        if spec and label_map.model_classes:
+            spec["classes"] = list(label_map.model_classes)
         self.set_meta("label_map", spec)
         self.set_meta("threshold", label_map.threshold)
         if label_map.spec:
@@ -332,14 +334,15 @@ class Project:
         self, image_id: int, *, stage: str, width: int | None = None, height: int | None = None,
         proposals: list[Box] | None = None, confidence: float | None = None, top5: list[dict] | None = None,
         label_scores: dict[str, float] | None = None, error: str | None = None, method: str | None = None,
-        seconds: float | None = None,
+        seconds: float | None = None, unreviewed_only: bool = False,
     ) -> None:
-        """One image's pre-label result, in one transaction."""
+        """One image's pre-label result, in one transaction (`unreviewed_only`: left as it is if the reviewer
+        has decided on it meanwhile)."""
         with self.transaction() as db:
             self._add_labels(db, (b.label for b in proposals or []))
             db.execute(
                 "UPDATE images SET stage=?, width=?, height=?, proposals=?, confidence=?, top5=?, label_scores=?,"
-                " error=?, method=?, seconds=?, updated=? WHERE id=?",
+                " error=?, method=?, seconds=?, updated=? WHERE id=?" + (" AND review IS NULL" if unreviewed_only else ""),
                 (
                     stage, width, height, _boxes_json(proposals or []), confidence, json.dumps(top5 or []),
                     json.dumps(label_scores or {}), error, method, seconds, time.time(), image_id,

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         if not methods:
             raise DatasetError(f"name at least one method: {', '.join(METHODS)}")
         params = {m: method_params(args, m) for m in methods}  # also refuses an unknown method
+        model = load_model(args.model, args.weights)
         label_map = load_label_map(args.labels) if args.labels else None
+        if label_map is None and not model.imagenet:  # a trained model's labels are its classes
+            label_map = {n: (i,) for i, n in enumerate(model.class_names)}
         ids = voc.image_ids(root, args.imageset) if (root / voc.ANNOTATIONS).is_dir() else []
         data = load_dataset(root, split_ids(ids, split)[: args.limit], label_map, agnostic=args.agnostic)
         if args.mosaics:
@@ -94,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if not data.samples:
         print(f"error: no image of {root} (split {split}) has a box with a known class", file=sys.stderr)
-        return 2
-    try:
-        model = load_model(args.model, args.weights)
-    except UserError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     calibration = None
@@ -124,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     results = build_results(root.name, model.name, split, outcomes, params, calibration,
                             _command(args, methods, split))
     write_reports(results, outcomes, out)
-    write_plots(results, outcomes, out, args.sheet)
+    write_plots(results, outcomes, out, args.sheet, model.class_names)
     print(markdown_table(results), end="")
     print(f"{results['n_images']} images in {time.perf_counter() - start:.0f} s; results in {out}")
     return 0

@@ -131,14 +131,13 @@ def calibration(calib: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _caption(o: Outcome, rank: str) -> str:
-    names = classes()
-    truth = names[o.sample.classes[0]].name if len(o.sample.classes) == 1 else o.sample.label
-    top1 = "" if o.top1_ok else f"\ntop-1: {names[o.top1].name}"
+def _caption(o: Outcome, rank: str, names: list[str]) -> str:
+    truth = names[o.sample.classes[0]] if len(o.sample.classes) == 1 else o.sample.label
+    top1 = "" if o.top1_ok else f"\ntop-1: {names[o.top1]}"
     return f"{rank} IoU {o.iou:.2f}: {truth[:22]}{top1}"
 
 
-def _tile(ax: Any, o: Outcome, rank: str) -> None:
+def _tile(ax: Any, o: Outcome, rank: str, names: list[str]) -> None:
     ax.imshow(load_image(o.sample.path))
     for x0, y0, x1, y1 in o.sample.boxes:
         r = ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=TRUTH, lw=2.2))
@@ -149,11 +148,12 @@ def _tile(ax: Any, o: Outcome, rank: str) -> None:
                                    lw=2.6 if best else 1.3, ls="-" if best else "--"))
         if best:
             r.set_path_effects(_OUTLINE)
-    ax.set_title(_caption(o, rank), fontsize=9, loc="left")
+    ax.set_title(_caption(o, rank, names), fontsize=9, loc="left")
     ax.set_axis_off()
 
 
-def sheet(name: str, outcomes: list[Outcome], path: Path, n: int = 8, columns: int = 4) -> None:
+def sheet(name: str, outcomes: list[Outcome], path: Path, n: int = 8, columns: int = 4,
+          names: list[str] | None = None) -> None:
     """The method's n worst and n best samples by IoU, true boxes and its boxes drawn on each photo."""
     ranked = sorted(outcomes, key=lambda o: (o.iou, o.sample.image_id))
     n = min(n, len(ranked))
@@ -164,7 +164,7 @@ def sheet(name: str, outcomes: list[Outcome], path: Path, n: int = 8, columns: i
         axes = np.atleast_1d(sub.subplots(rows, columns)).ravel()
         for i, ax in enumerate(axes):
             if i < len(items):
-                _tile(ax, items[i], f"#{i + 1}")
+                _tile(ax, items[i], f"#{i + 1}", names or [c.name for c in classes()])
             else:
                 ax.set_axis_off()
         sub.suptitle(f"{name}: {title} {len(items)} of {len(outcomes)} (by IoU of its best box)", fontsize=12,
@@ -176,8 +176,10 @@ def sheet(name: str, outcomes: list[Outcome], path: Path, n: int = 8, columns: i
     fig.savefig(path, dpi=90)
 
 
-def write_plots(results: dict, outcomes: dict[str, list[Outcome]], out: Path, n_sheet: int = 8) -> list[Path]:
-    """Every plot and one sheet per method, written into `out`; returns their paths."""
+def write_plots(results: dict, outcomes: dict[str, list[Outcome]], out: Path, n_sheet: int = 8,
+                class_names: list[str] | None = None) -> list[Path]:
+    """Every plot and one sheet per method, written into `out`; returns their paths (captions name the
+    model's classes: ImageNet's unless given)."""
     paths = [out / "iou_histogram.png", out / "center_correctness.png", out / "comparison.png"]
     iou_histogram(results, paths[0])
     centre_correctness(results, paths[1])
@@ -188,5 +190,5 @@ def write_plots(results: dict, outcomes: dict[str, list[Outcome]], out: Path, n_
     for name, outs in outcomes.items():
         if outs:
             paths.append(out / f"sheet_{name}.png")
-            sheet(name, outs, paths[-1], n_sheet)
+            sheet(name, outs, paths[-1], n_sheet, names=class_names)
     return paths

@@ -30,13 +30,16 @@ class ForwardPass:
     x: torch.Tensor
     """The normalized input (requires grad when the method backpropagates to the image)."""
     logits: torch.Tensor
-    """(1000,)"""
+    """(classes,)"""
     activation: torch.Tensor
     """The method's layer's output, (1, C, h, w)."""
+    multilabel: bool = False
+    """Each class's probability is its own sigmoid (a trained model), not a softmax over classes."""
 
     @property
     def probs(self) -> torch.Tensor:
-        return self.logits.detach().softmax(-1)
+        logits = self.logits.detach()
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
 
 class Method:
@@ -104,7 +107,7 @@ class Method:
             logits = net(x)
         if not acts:
             raise RuntimeError(f"layer {self.layer} produced no output")
-        return ForwardPass(pixels, x, logits[0], acts[-1])
+        return ForwardPass(pixels, x, logits[0], acts[-1], self.model.multilabel)
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         raise NotImplementedError

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..imagenet import classes
 from ..models import Classifier
 from ..regions import binarize
 from ..result import Explanation
@@ -35,7 +34,7 @@ class HeatmapMethod(Method):
         heat = torch.relu((weights[:, None, None] * fp.activation[0].detach()).sum(0))
         heatmap = upsample(heat, fp.pixels.shape[-1])
         return Explanation(
-            class_index, classes()[class_index].name, float(fp.probs[class_index]),
+            class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
             heatmap=heatmap, mask=binarize(heatmap, self.threshold),
         )
 

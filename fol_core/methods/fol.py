@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..imagenet import classes
 from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
 from ..result import Box, Explanation
@@ -97,7 +96,7 @@ class FastLocalization(Method):
         chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
         union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)
         return Explanation(
-            class_index, classes()[class_index].name, float(fp.probs[class_index]),
+            class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
             neuron_maps=[np.clip(m, 0, None) for m in maps], blobs=blobs, blob_scores=scores,
             chosen=chosen, mask=union,
         )

@@ -16,7 +16,6 @@ from PIL import Image
 
 from .. import tsne
 from ..errors import one_line
-from ..imagenet import classes
 from ..images import IMAGE_SUFFIXES, load_image
 from ..labelmap import LabelMap
 from ..models import load_model
@@ -188,8 +187,8 @@ def open_point(dmap: DatasetMap, index: int, project: str | Path | None = None) 
 
 def describe_point(dmap: DatasetMap, index: int) -> str:
     """One image's line (Markdown): its name, its label and probability, and the classifier's top-1 class."""
-    top1 = classes()[int(dmap.class_index[index])].name
-    why = "" if top1 == dmap.labels[index] else f" · top-1 ImageNet class: *{top1}*"
+    top1 = load_model(dmap.model).class_names[int(dmap.class_index[index])]
+    why = "" if top1 == dmap.labels[index] else f" · top-1 class: *{top1}*"
     return f"**{Path(dmap.paths[index]).name}** · {dmap.labels[index]} ({dmap.probability[index]:.2f}){why}"
 
 

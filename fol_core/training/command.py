@@ -1,0 +1,48 @@
+"""`train`: fine-tune a classifier for the user's classes from image-level labels, into models/NAME."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UserError
+from .trainer import Settings, train
+
+HELP = "train a model for your own classes from image-level labels (folder per class, CSV, dataset, zip)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Settings()
+    parser.add_argument("source", help="a folder with a subfolder per class (and 'background' for photos with none), "
+                                       "a .zip of one, a saved dataset folder, or hf:DIR")
+    parser.add_argument("--out", required=True, help="the model folder to write, e.g. models/NAME")
+    parser.add_argument("--image-labels", default="folders",
+                        help="'folders' (the parent folder's name, default) or a CSV of image,label "
+                             "('a;b' for several labels; background/none for a negative)")
+    parser.add_argument("--wsddn", action="store_true", help="also train a WSDDN head (for --method wsddn)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="at most this many epochs (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help="stop after N epochs without a better held-out loss (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                        help="images held out to measure accuracy (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--backbone", default=d.backbone, help="registry model to fine-tune (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the model folder if it exists")
+    parser.add_argument("--restart", action="store_true", help="drop an interrupted run's checkpoint and start again")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries')")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings(backbone=args.backbone, epochs=args.epochs, patience=args.patience, lr=args.lr,
+                        val_fraction=args.val_fraction, seed=args.seed, wsddn=args.wsddn)
+    try:
+        result = train(args.source, args.out, settings, args.image_labels, args.overwrite, args.restart)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = result.card["metrics"]
+    print(f"{result.folder}: {', '.join(result.card['classes'])}; held-out accuracy {m['val_accuracy']:.1%} on "
+          f"{m['val_images']} images; {result.card['training']['seconds']:.0f} s. "
+          f"Use it with --model {result.folder}")
+    return 0
