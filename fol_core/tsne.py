@@ -298,7 +298,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: 
     rest = len(dmap) - sum(n for _, _, n in shown)
     if rest:
         others = len(set(dmap.labels)) - len(shown)
-        text = fit_text(draw, f"+ {others} more labels, grey ({rest} images)", small, width - 2 * pad)
+        text = fit_text(draw, f"+ {others} more, grey ({rest} images)", small, width - 2 * pad)
         draw.text((x0 + pad, y + pad), text, fill=(80, 80, 80), font=small)
 
 
