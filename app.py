@@ -69,8 +69,28 @@ def _preview(path: str | None) -> dict:
         return gr.update(value=None, visible=False)
 
 
-def _pick_example(evt: gr.SelectData) -> str:
-    return EXAMPLE_PHOTOS[evt.index]
+INTRO = "Upload a photo or pick an example, then press **Localize**."
+
+
+def _cleared() -> tuple:
+    """The Localize tab's results as before any run: shown when the photo changes, so that no result is ever
+    shown beside a photo it is not of (boxed, why, top-5, summary, annotator, session photo, table, downloads)."""
+    none = gr.update(value=None, interactive=False)
+    return None, None, None, INTRO, image_annotator(value=None), None, [], none, none
+
+
+def _pick_example(evt: gr.SelectData) -> tuple:
+    """An example clicked: it becomes the photo, the old results go (it is then localized, see localize_tab)."""
+    return EXAMPLE_PHOTOS[evt.index], *_cleared()
+
+
+def _search_classes(query: str, selected: list | None) -> dict:
+    """The named-classes list narrowed to the search, best matches first (localize.rank_classes), keeping the
+    classes already chosen."""
+    ranked = localize.rank_classes(query or "")
+    shown = {index for _, index in ranked}
+    kept = [choice for choice in localize.class_choices() if choice[1] in set(selected or ()) - shown]
+    return gr.update(choices=ranked + kept)
 
 
 @handled
@@ -90,8 +110,8 @@ def _on_method(method: str) -> list:
     return [gr.update(visible=name == method) for name in METHODS]
 
 
-def _on_class_mode(mode: str) -> tuple[dict, dict]:
-    return gr.update(visible=mode == "topn"), gr.update(visible=mode == "named")
+def _on_class_mode(mode: str) -> tuple[dict, dict, dict]:
+    return gr.update(visible=mode == "topn"), gr.update(visible=mode == "named"), gr.update(visible=mode == "named")
 
 
 @handled
@@ -147,15 +167,19 @@ def localize_tab() -> None:
                             type="filepath", elem_id="photo-file")
             preview = gr.Image(label="Photo", interactive=False, height=220, show_label=False, visible=False,
                                elem_id="photo-preview")
-            examples = gr.Gallery(EXAMPLE_PHOTOS, label="…or pick an example", columns=4, height=110,
+            gr.Markdown("…or click an example to localize it", elem_id="example-note")
+            # no floating label: it would cover the first example's corner
+            examples = gr.Gallery(EXAMPLE_PHOTOS, label="Examples", show_label=False, columns=4, height=110,
                                   allow_preview=False, elem_id="example-gallery")
             model = gr.Dropdown(list_models() + trained_models(), value=DEFAULT_MODEL, label="Model")
             model_note = gr.Markdown()
             method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
             class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
             topn = gr.Slider(2, 10, value=3, step=1, label="N: up to this many classes", visible=False)
+            search = gr.Textbox(label="Search the ImageNet classes (whole words first)", visible=False,
+                                placeholder="e.g. cup", elem_id="class-search")
             named = gr.Dropdown(localize.class_choices(), multiselect=True, filterable=True, visible=False,
-                                label="ImageNet classes (type to search)", elem_id="named-classes")
+                                label="ImageNet classes (type to filter)", elem_id="named-classes")
             with gr.Accordion("Advanced", open=False):
                 groups, controls = [], []
                 for name in METHODS:
@@ -164,7 +188,7 @@ def localize_tab() -> None:
                     groups.append(group)
             run = gr.Button("Localize", variant="primary", elem_id="localize-button")
         with gr.Column(scale=3, min_width=420):
-            summary = gr.Markdown("Upload a photo or pick an example, then press **Localize**.", elem_id="summary")
+            summary = gr.Markdown(INTRO, elem_id="summary")
             with gr.Row(equal_height=False):
                 boxed = gr.Image(label="2 · Boxes", show_label=False, interactive=False, scale=3, height=400,
                                  elem_id="boxed")
@@ -184,21 +208,25 @@ def localize_tab() -> None:
         with gr.Column(scale=2, min_width=300):
             accept = gr.Button("Accept boxes", variant="primary", elem_id="accept-button")
             table = gr.Dataframe(headers=localize.BOX_TABLE_HEADERS, label="Boxes in the photo's pixels",
-                                 interactive=False, wrap=True)
+                                 interactive=False, wrap=True, elem_id="box-table")
             with gr.Row():
                 voc_file = gr.DownloadButton("Pascal VOC XML", interactive=False, elem_id="download-voc")
                 coco_file = gr.DownloadButton("COCO JSON", interactive=False, elem_id="download-coco")
 
     layers = [c for c, ctl in zip(controls, localize.CONTROLS) if ctl.param.name == "layer" and not ctl.word]
+    results = [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file]
+    request = [photo, model, method, class_mode, topn, named, *controls]
     photo.change(_preview, photo, preview, api_visibility="private")
-    examples.select(_pick_example, None, photo, api_visibility="private")
+    # a new photo (uploaded, removed or an example) clears the results of the last one
+    photo.upload(_cleared, None, results, api_visibility="private")
+    photo.clear(_cleared, None, results, api_visibility="private")
+    examples.select(_pick_example, None, [photo, *results], api_visibility="private").then(
+        _localize, request, results, api_visibility="private").then(None, js=SELECT_MODE_JS)
     model.change(_on_model, model, [model_note, *layers], api_visibility="private")
     method.change(_on_method, method, groups, api_visibility="private")
-    class_mode.change(_on_class_mode, class_mode, [topn, named], api_visibility="private")
-    run.click(
-        _localize, [photo, model, method, class_mode, topn, named, *controls],
-        [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file], api_name="localize",
-    ).then(None, js=SELECT_MODE_JS)
+    class_mode.change(_on_class_mode, class_mode, [topn, search, named], api_visibility="private")
+    search.change(_search_classes, [search, named], named, api_visibility="private")
+    run.click(_localize, request, results, api_name="localize").then(None, js=SELECT_MODE_JS)
     accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
 
 
@@ -588,6 +616,14 @@ CSS = """
 button[aria-label^="Rotate"] { display: none !important; }
 #review-help, #review-keys { font-size: 0.85em; }
 #review-note p { margin: 0; }
+#example-note p { margin: 0; font-size: 0.9em; }
+/* on a phone the why figure (a row of 160-pixel tiles per class) is shown at its own size and scrolls sideways,
+   rather than shrunk to the screen's width (the box table scrolls sideways on its own) */
+@media (max-width: 640px) {
+  #why { height: auto !important; overflow-x: auto !important; }
+  #why .image-container, #why .image-frame, #why .image-container > button { width: max-content; height: auto; }
+  #why img { width: auto !important; height: auto !important; max-width: none !important; max-height: none !important; }
+}
 """
 
 SELECT_MODE_JS = """() => {

@@ -26,21 +26,47 @@ def font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def fit_text(draw: ImageDraw.ImageDraw, text: str, face: ImageFont.ImageFont, width: float) -> str:
+    """The text, cut with an ellipsis until it is at most `width` pixels long."""
+    while text and draw.textlength(text, font=face) > width:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text
+
+
+LABEL_MIN_PX = 14
+"""The smallest label text, in pixels of the image drawn on: readable where the browser shows it at about its size."""
+
+
+def label_size(side: int) -> int:
+    """Label text height for an image whose longest side is `side`: about 1/24 of it, so that the display copy
+    (640 to 1600 pixels, which the app shows 400 pixels high, or a phone's width) gets labels of ~14 screen pixels."""
+    return max(LABEL_MIN_PX, round(side / 24))
+
+
+def label_origin(box: Box, text_w: float, text_h: float, width: int, height: int) -> tuple[float, float]:
+    """Where a box's label (text_w x text_h, background included) goes: on the box's top edge, outside it,
+    or just inside when there is no room above; moved left or right so that it stays in the picture."""
+    ty = box.y0 - text_h if box.y0 - text_h >= 0 else max(0.0, box.y0)
+    tx = min(max(0.0, box.x0), width - text_w)
+    return max(0.0, tx), min(ty, max(0.0, height - text_h))
+
+
 def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) -> Image.Image:
-    """The photo with each box outlined and labelled; line width and text scale with the photo."""
+    """The photo with each box outlined and labelled; line width and text scale with the photo, and every
+    label stays inside the picture (label_origin)."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, side // 250)
-    face = font(max(12, side // 40))
+    face = font(label_size(side))
     for b in boxes:
         colour = class_colour(b.class_index)
         # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
         draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=colour, width=width)
         text = f"{b.label} {b.score:.2f}" if scores else b.label
-        tx, ty = b.x0, max(0.0, b.y0 - face.size - 2 * width)
-        _, _, x1, y1 = draw.textbbox((tx + width, ty + width), text, font=face)
-        draw.rectangle([tx, ty, x1 + width, y1 + width], fill=colour)
+        _, _, right, bottom = draw.textbbox((0, 0), text, font=face)
+        tx, ty = label_origin(b, right + 2 * width, bottom + 2 * width, out.width, out.height)
+        draw.rectangle([tx, ty, tx + right + 2 * width, ty + bottom + 2 * width], fill=colour)
         draw.text((tx + width, ty + width), text, fill=(0, 0, 0), font=face)
     return out
 
@@ -82,11 +108,17 @@ def _normalized(saliency: np.ndarray) -> np.ndarray:
     return np.clip(saliency / peak, 0, 1)
 
 
+CAPTION_PX = 16
+"""Figure 3 tiles' caption text height (tiles are 160 pixels, shown at about their size)."""
+
+
 def _tile(arr: np.ndarray | Image.Image, size: int, caption: str) -> Image.Image:
     img = arr if isinstance(arr, Image.Image) else Image.fromarray(arr)
-    tile = Image.new("RGB", (size, size + 18), (255, 255, 255))
-    tile.paste(img.convert("RGB").resize((size, size)), (0, 18))
-    ImageDraw.Draw(tile).text((2, 2), caption, fill=(0, 0, 0), font=font(12))
+    strip = CAPTION_PX + 6
+    tile = Image.new("RGB", (size, size + strip), (255, 255, 255))
+    tile.paste(img.convert("RGB").resize((size, size)), (0, strip))
+    draw, face = ImageDraw.Draw(tile), font(CAPTION_PX)
+    draw.text((2, 2), fit_text(draw, caption, face, size - 4), fill=(0, 0, 0), font=face)
     return tile
 
 
@@ -106,7 +138,7 @@ def explanation_panel(image: Image.Image, expl: Explanation, boxes: Sequence[Box
         union = (expl.mask[..., None] * np.asarray(square.resize(expl.mask.shape[::-1]))).astype(np.uint8)
         tiles.append(_tile(union, size, "union of blobs" if expl.neuron_maps else "region"))
     mine = scale_boxes([b for b in boxes if b.class_index == expl.class_index], size / image.width, size / image.height)
-    tiles.append(_tile(draw_boxes(square, mine, scores=False), size, f"box: {expl.label}"[:26]))
+    tiles.append(_tile(draw_boxes(square, mine, scores=False), size, f"box: {expl.label}"))
     return stack(tiles)
 
 
@@ -128,7 +160,11 @@ def heatmap_figure(image: Image.Image, result: Localization, side: int = 640) ->
     for e in result.explanations:
         panel = draw_boxes(heatmap_overlay(small, e.heatmap), scale_boxes(
             [b for b in result.boxes if b.class_index == e.class_index], sx, sy))
-        ImageDraw.Draw(panel).text((4, panel.height - 16), f"{e.label}: p={e.probability:.2f}", fill=(255, 255, 255))
+        draw, face = ImageDraw.Draw(panel), font(label_size(side))
+        caption = fit_text(draw, f"{e.label}: p={e.probability:.2f}", face, panel.width - 8)
+        _, _, w, h = draw.textbbox((0, 0), caption, font=face)
+        draw.rectangle([0, panel.height - h - 8, w + 8, panel.height], fill=(0, 0, 0))
+        draw.text((4, panel.height - h - 4), caption, fill=(255, 255, 255), font=face)
         panels.append(panel)
     return stack(panels, gap=8)
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .draw import class_colour, font
+from .draw import fit_text, font
 from .errors import UserError, about, one_line
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, ImageError, load_image
@@ -47,6 +48,20 @@ THUMB = 64
 NO_LABEL = "(no label)"
 """An image whose best user label scores below the label map's threshold."""
 NO_LABEL_COLOUR = (150, 150, 150)
+"""Grey: an image with no label, or with a label beyond the legend's."""
+
+
+def _rgb(colour: Sequence[float]) -> tuple[int, int, int]:
+    r, g, b = (round(255 * v) for v in colour[:3])
+    return r, g, b
+
+
+LEGEND_COLOURS = (*(_rgb(c) for c in colormaps["tab10"].colors if _rgb(c) != (127, 127, 127)),
+                  *(_rgb(colormaps["tab20"].colors[i]) for i in (1, 3, 5)))
+"""The most frequent labels' colours, in turn: matplotlib's tab10 (made to be told apart) without its grey, which
+means "no label or another label" here, then tab20's light blue, orange and green. Hashed per-class colours looked
+alike; more than a dozen hues cannot be told apart on a thumbnail's frame."""
+LEGEND_ENTRIES = len(LEGEND_COLOURS)
 CSV_FIELDS = ("path", "x", "y", "class_index", "label", "probability")
 
 Opener = Callable[[str], Image.Image]
@@ -90,7 +105,7 @@ class DatasetMap:
             for p, (x, y), c, lab, pr in zip(self.paths, self.xy, self.class_index, self.labels, self.probability)
         ]
 
-    def legend(self, entries: int = 20) -> list[tuple[str, tuple[int, int, int], int]]:
+    def legend(self, entries: int = LEGEND_ENTRIES) -> list[tuple[str, tuple[int, int, int], int]]:
         """The most frequent labels with their colour and count, most frequent first."""
         colour_of = dict(zip(self.labels, self.colours))
         return [(lab, colour_of[lab], n) for lab, n in Counter(self.labels).most_common(entries)]
@@ -177,26 +192,30 @@ def embed(features: np.ndarray, max_iter: int = 1000) -> np.ndarray:
     return tsne.fit_transform(x).astype(np.float32)
 
 
+def label_colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """Each label's frame colour: the most frequent labels get LEGEND_COLOURS in turn (ties: first seen first),
+    the others and NO_LABEL grey, so the legend's colours are distinct and every other frame is plainly "other"."""
+    ranked = [lab for lab, _ in Counter(labels).most_common() if lab != NO_LABEL]
+    return {lab: LEGEND_COLOURS[i] if i < len(LEGEND_COLOURS) else NO_LABEL_COLOUR for i, lab in enumerate(ranked)
+            } | {NO_LABEL: NO_LABEL_COLOUR}
+
+
 def assign_labels(probs: np.ndarray, label_map: LabelMap | None = None
                   ) -> tuple[list[str], np.ndarray, list[tuple[int, int, int]]]:
-    """Per image: the label it is shown with, that label's probability, and its frame colour.
+    """Per image: the label it is shown with, that label's probability, and its frame colour (label_colours).
 
-    Without a map: the top-1 ImageNet class in its class colour. With one: the best-scoring user
-    label (colour by the label's place in the map), or NO_LABEL when even the best is below the
-    map's threshold, so that a weak guess is not dressed up as a label."""
+    Without a map: the top-1 ImageNet class. With one: the best-scoring user label, or NO_LABEL when even
+    the best is below the map's threshold, so that a weak guess is not dressed up as a label."""
     top = probs.argmax(1)
     if label_map is None:
-        names = [classes()[int(c)].name for c in top]
-        return names, probs[np.arange(len(top)), top], [class_colour(int(c)) for c in top]
-    scores = label_map.score_matrix(torch.from_numpy(probs)).numpy()
-    best = scores.argmax(1)
-    best_score = scores[np.arange(len(best)), best]
-    names, labels, colours = label_map.names, [], []
-    for j, s in zip(best, best_score):
-        sure = s >= label_map.threshold
-        labels.append(names[j] if sure else NO_LABEL)
-        colours.append(class_colour(int(j)) if sure else NO_LABEL_COLOUR)
-    return labels, best_score, colours
+        labels, prob = [classes()[int(c)].name for c in top], probs[np.arange(len(top)), top]
+    else:
+        scores = label_map.score_matrix(torch.from_numpy(probs)).numpy()
+        best = scores.argmax(1)
+        prob = scores[np.arange(len(best)), best]
+        labels = [label_map.names[j] if s >= label_map.threshold else NO_LABEL for j, s in zip(best, prob)]
+    colour_of = label_colours(labels)
+    return labels, prob, [colour_of[lab] for lab in labels]
 
 
 def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMap | None = None, max_iter: int = 1000,
@@ -239,16 +258,11 @@ def layout(xy: np.ndarray, size: int, thumb: int = THUMB) -> np.ndarray:
     return np.round(margin + unit * (size - thumb - 2 * margin)).astype(int)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
-    while text and draw.textlength(text, font=font) > width:
-        text = text[:-2] + "…" if len(text) > 2 else ""
-    return text
-
-
-def render_map(dmap: DatasetMap, size: int | None = None, thumb: int = THUMB, entries: int = 20) -> Image.Image:
-    """The map: a size x size plot of framed thumbnails and a legend column size // 4 wide on its right."""
+def render_map(dmap: DatasetMap, size: int | None = None, thumb: int = THUMB, entries: int = LEGEND_ENTRIES
+               ) -> Image.Image:
+    """The map: a size x size plot of framed thumbnails and a legend column size // 3 wide on its right."""
     size = size or auto_size(len(dmap), thumb)
-    legend_w = size // 4
+    legend_w = size // 3
     canvas = Image.new("RGB", (size + legend_w, size), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     frame = max(2, thumb // 16)
@@ -265,27 +279,28 @@ def render_map(dmap: DatasetMap, size: int | None = None, thumb: int = THUMB, en
 
 
 def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: int, entries: int) -> None:
-    """The legend column right of the size x size plot."""
-    x0, fs = size, max(10, size // 90)
-    big, small = font(fs), font(max(9, fs * 3 // 4))
+    """The legend column right of the size x size plot; its text about 1/40 of the plot's side, so that it stays
+    readable (~16 screen pixels) when the app shows the map 620 pixels high."""
+    x0, fs = size, max(16, size // 40)
+    big, small = font(fs), font(max(14, fs * 3 // 4))
     pad = fs // 2
     draw.rectangle([x0, 0, x0 + width - 1, size - 1], fill=(246, 246, 246))
     y = pad
     for text, f in ((f"{len(dmap)} images", big), (f"model: {dmap.model}", small),
                     (f"frame = {dmap.colour_by}", small)):
-        draw.text((x0 + pad, y), _fit(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
+        draw.text((x0 + pad, y), fit_text(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
         y += int(f.size * 1.4)
     y += pad
     shown = dmap.legend(entries)
     for label, colour, n in shown:
         draw.rectangle([x0 + pad, y, x0 + pad + fs, y + fs], fill=colour)
-        text = _fit(draw, f"{label} ({n})", big, width - 3 * pad - fs)
+        text = fit_text(draw, f"{label} ({n})", big, width - 3 * pad - fs)
         draw.text((x0 + 2 * pad + fs, y), text, fill=(0, 0, 0), font=big)
         y += int(fs * 1.5)
     rest = len(dmap) - sum(n for _, _, n in shown)
     if rest:
         others = len(set(dmap.labels)) - len(shown)
-        text = _fit(draw, f"+ {others} more labels ({rest} images)", small, width - 2 * pad)
+        text = fit_text(draw, f"+ {others} more, grey ({rest} images)", small, width - 2 * pad)
         draw.text((x0 + pad, y + pad), text, fill=(80, 80, 80), font=small)
 
 

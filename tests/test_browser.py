@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: upload a large photo, localize, see the box, draw one more, accept, download.
+"""End to end in headless Chromium: click an example (it runs), upload a large photo (the old result goes),
+localize, see the box, draw one more, accept, download.
 
 Skips where Debian's chromium is absent, unless FOL_REQUIRE_BROWSER=1 (CI), where it must run.
 """
@@ -27,6 +28,13 @@ def page(url):
 
 
 def test_upload_localize_nudge_accept_download(page, tmp_path):
+    page.locator("#example-gallery button.thumbnail-item").first.click()  # astronaut.png: a click runs it
+    expect(page.locator("#summary")).to_contain_text("the classifier is unsure (bobsled")
+    expect(page.locator("#box-table tbody")).to_contain_text("bobsled")
+    page.locator("#photo-file button[aria-label='Clear']").click()  # to upload another photo
+    expect(page.locator("#summary")).to_contain_text("Upload a photo or pick an example")  # the old result went
+    expect(page.locator("#boxed img")).to_have_count(0)
+    expect(page.locator("#box-table tbody")).not_to_contain_text("bobsled")
     photo = tmp_path / "big rocket.jpg"
     Image.open(EXAMPLES / "rocket.jpg").convert("RGB").resize((4000, 3000)).save(photo, quality=90)
     page.set_input_files("#photo-file input[type=file]", str(photo))

@@ -17,7 +17,10 @@ from PIL import Image, ImageOps
 from fol_core.cli import main
 from fol_core.labelmap import load_label_map
 from fol_core.tsne import (
+    LEGEND_COLOURS,
     NO_LABEL,
+    NO_LABEL_COLOUR,
+    DatasetMap,
     assign_labels,
     auto_size,
     build_map,
@@ -25,9 +28,11 @@ from fol_core.tsne import (
     extract_features,
     find_images,
     image_at,
+    label_colours,
     layout,
     render_map,
 )
+from fol_core.webapp.dataset_map import hex_colour, scatter_colours
 
 DEV_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-val-dev" / "JPEGImages"
 FAST = ["--size", "300", "--thumb", "24", "--max-iter", "500"]
@@ -127,7 +132,7 @@ def test_user_labels_colour_the_map(model, examples_dir, tmp_path):
 def test_clicking_a_thumbnail_finds_its_image(map30):
     dmap, size, thumb = map30, 400, 32
     picture = render_map(dmap, size, thumb)
-    assert picture.size == (500, 400)
+    assert picture.size == (400 + 400 // 3, 400)
     corners = layout(dmap.xy, size, thumb)
     last = len(dmap) - 1  # drawn last, so fully visible
     assert image_at(dmap, corners[last, 0] + thumb / 2, corners[last, 1] + thumb / 2, size, thumb) == last
@@ -210,3 +215,28 @@ def test_map_tab_opens_a_clicked_image_in_the_review_queue(model, examples_dir, 
         assert (opened, waiting) == (4, 2)
     finally:
         webapp.remove_workdir(workdir)
+
+
+def test_the_legend_groups_have_distinct_colours_in_the_frames_legend_and_scatter():
+    assert len(LEGEND_COLOURS) >= 10
+    palette = np.array([*LEGEND_COLOURS, NO_LABEL_COLOUR], dtype=float)
+    gaps = np.linalg.norm(palette[:, None] - palette[None], axis=-1)
+    assert gaps[np.triu_indices(len(palette), 1)].min() >= 60  # no two look alike, nor like "other" grey
+    labels = [f"class {i}" for i in range(15) for _ in range(20 - i)] + [NO_LABEL] * 30
+    colour_of = label_colours(labels)
+    assert colour_of[NO_LABEL] == NO_LABEL_COLOUR
+    assert [colour_of[f"class {i}"] for i in range(len(LEGEND_COLOURS))] == list(LEGEND_COLOURS)  # most frequent first
+    assert colour_of["class 14"] == NO_LABEL_COLOUR  # beyond the legend: grey
+    n = len(labels)
+    dmap = DatasetMap([f"{i}.jpg" for i in range(n)], np.random.default_rng(0).normal(size=(n, 2)),
+                      np.zeros(n, int), labels, np.ones(n), [colour_of[lab] for lab in labels],
+                      [Image.new("RGB", (8, 8))] * n, "m")
+    legend = dmap.legend()
+    assert legend[0] == (NO_LABEL, NO_LABEL_COLOUR, 30)
+    assert [colour for _, colour, _ in legend[1:]] == list(LEGEND_COLOURS[:len(legend) - 1])
+    scatter = scatter_colours(dmap)
+    assert all(scatter[label] == hex_colour(colour) for label, colour, _ in legend)
+    picture = np.asarray(render_map(dmap, 400, 16))
+    assert picture.shape == (400, 400 + 400 // 3, 3)
+    legend_pixels = {tuple(c) for c in picture[:, 400:].reshape(-1, 3)}
+    assert set(LEGEND_COLOURS[:len(legend) - 1]) <= legend_pixels  # each group's swatch is drawn

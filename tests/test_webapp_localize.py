@@ -16,7 +16,7 @@ from fol_core import annotator, webapp
 from fol_core.errors import UserError
 from fol_core.images import ImageError
 from fol_core.methods import ParamError
-from fol_core.result import Box
+from fol_core.result import Box, Localization
 from fol_core.webapp import localize
 
 
@@ -143,3 +143,29 @@ def test_run_localize_named_classes_and_bad_requests(model, examples_dir):
                             {"layer": "no.such.layer"})
     with pytest.raises(ImageError, match="not an image"):
         localize.run_localize(__file__, model.name, "cam", "top1", 1, None, params)
+
+
+def test_rank_classes_puts_whole_words_first():
+    cup = localize.rank_classes("cup")
+    indices = [index for _, index in cup]
+    assert indices[0] == 968 and cup[0] == ("cup (968)", 968)
+    assert indices.index(334) > indices.index(647)  # porcupine after measuring cup: a substring comes last
+    assert localize.rank_classes(" Coffee  MUG ")[0][1] == 504
+    assert localize.rank_classes("tab")[0][1] == 281  # tabby: a word's start before "table" and "dining table"
+    assert localize.rank_classes("") == localize.class_choices()
+    assert localize.rank_classes("no such thing") == []
+
+
+def _result(p: float, box: tuple[float, float, float, float]) -> Localization:
+    return Localization(512, 512, "m", "fol", [Box(*box, "bobsled", 450, p, "fol")],
+                        [(450, "bobsled", p), (560, "football helmet", 0.1)])
+
+
+def test_caution_when_the_classifier_is_unsure_or_the_box_is_the_whole_photo():
+    unsure = localize.caution(_result(0.28, (0, 0, 512, 512)))
+    assert "the classifier is unsure (bobsled 28%): check the class, or name one" in unsure
+    assert "covers almost the whole photo" in unsure
+    assert localize.caution(_result(0.28, (100, 100, 300, 300))).count(";") == 0
+    assert localize.caution(_result(0.91, (100, 100, 300, 300))) == ""
+    assert localize.caution(_result(0.91, (10, 10, 500, 500))).startswith("⚠️ Careful: a box covers")
+    assert localize.caution(_result(0.28, (100, 100, 300, 300)), named=True) == ""  # the user chose the class

@@ -20,7 +20,7 @@ from ..images import IMAGE_SUFFIXES, load_image
 from ..labelmap import LabelMap
 from ..models import load_model
 from ..paths import UnsafePathError, extract_zip
-from ..tsne import NO_LABEL_COLOUR, DatasetMap, MapError, Opener
+from ..tsne import LEGEND_ENTRIES, NO_LABEL_COLOUR, DatasetMap, MapError, Opener
 from . import review
 
 SOURCES = ["Upload", "Pre-labeling project"]
@@ -150,7 +150,7 @@ def hex_colour(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def scatter_table(dmap: DatasetMap, groups: int = 8):
+def scatter_table(dmap: DatasetMap, groups: int = LEGEND_ENTRIES):
     """One row per image for an interactive scatter (a pandas DataFrame): x, y, `group` (the label, or "other"
     beyond the `groups` most frequent, so the legend stays readable), and what hovering shows: `image`, a
     thumbnail as a data: URI (Vega's tooltip draws a field called "image" as a picture), `name` and `label`."""
@@ -165,8 +165,8 @@ def scatter_table(dmap: DatasetMap, groups: int = 8):
     })
 
 
-def scatter_colours(dmap: DatasetMap, groups: int = 8) -> dict[str, str]:
-    """The scatter's colour per group, the same as the frames in the picture."""
+def scatter_colours(dmap: DatasetMap, groups: int = LEGEND_ENTRIES) -> dict[str, str]:
+    """The scatter's colour per group, the same as the frames and the legend in the picture ("other": grey)."""
     colours = {lab: hex_colour(c) for lab, c, _ in dmap.legend(groups)}
     return {**colours, "other": hex_colour(NO_LABEL_COLOUR)}
 

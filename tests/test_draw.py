@@ -1,0 +1,53 @@
+"""fol_core.draw: labels stay readable and inside the picture, wherever the box is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fol_core.draw import class_colour, draw_boxes, label_origin, label_size
+from fol_core.result import Box
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> Box:
+    return Box(x0, y0, x1, y1, "tabby", 281, 0.5, "fol")
+
+
+def test_a_label_sits_above_its_box_inside_at_the_top_edge_and_is_moved_in_at_the_sides():
+    assert label_origin(_box(50, 100, 250, 200), 80, 20, 400, 300) == (50, 80)  # room above: outside
+    assert label_origin(_box(50, 0, 250, 200), 80, 20, 400, 300) == (50, 0)  # top edge: inside the box
+    assert label_origin(_box(50, 10, 250, 200), 80, 20, 400, 300) == (50, 10)  # not cut to 10 px either
+    assert label_origin(_box(380, 100, 400, 200), 80, 20, 400, 300) == (320, 80)  # right edge: moved left
+    assert label_origin(_box(-30, 100, 60, 200), 80, 20, 400, 300) == (0, 80)  # left edge
+    assert label_origin(_box(0, 290, 10, 300), 80, 20, 400, 300) == (0, 270)  # bottom-left corner
+    assert label_origin(_box(0, 0, 1, 1), 500, 20, 400, 300) == (0, 0)  # wider than the picture: from its left
+
+
+def _label_band(drawn: np.ndarray, rows: slice, cols: slice) -> tuple[float, int]:
+    """The share of pixels in the label's colour and the number of dark (text) pixels in a region."""
+    region = drawn[rows, cols].astype(int)
+    fill = np.all(region == class_colour(281), axis=-1).mean()
+    return fill, int((region.sum(-1) < 150).sum())
+
+
+@pytest.mark.parametrize("side", [640, 1600])
+def test_labels_are_drawn_inside_a_box_touching_the_top_and_scale_with_the_photo(side):
+    photo = Image.new("RGB", (side, side * 3 // 4), (255, 255, 255))
+    h = label_size(side)
+    assert h >= 14 and h >= side // 30
+    top = _box(side * 0.1, 0, side * 0.6, side * 0.5)
+    drawn = np.asarray(draw_boxes(photo, [top]))
+    x = int(top.x0)
+    fill, text = _label_band(drawn, slice(0, h), slice(x, x + 3 * h))
+    assert fill > 0.3 and text > 10  # the label's background and its text, inside the box
+    lower = _box(side * 0.1, side * 0.3, side * 0.6, side * 0.6)
+    drawn = np.asarray(draw_boxes(photo, [lower]))
+    y = int(lower.y0)
+    fill, text = _label_band(drawn, slice(y - h, y), slice(x, x + 3 * h))
+    assert fill > 0.3 and text > 10  # room above: the label sits on the box, outside it
+    assert _label_band(drawn, slice(y + h // 2, y + h), slice(x + h, x + 3 * h)) == (0.0, 0)  # box left clear
+    right = _box(side - 10, side * 0.3, side, side * 0.6)
+    drawn = np.asarray(draw_boxes(photo, [right]))
+    fill, text = _label_band(drawn, slice(y - h, y), slice(side - 3 * h, side - 10))
+    assert fill > 0.3 and text > 10  # pulled in from the right edge, whole
