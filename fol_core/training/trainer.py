@@ -119,7 +119,7 @@ def _scores(head: nn.Linear, feats: torch.Tensor, targets: torch.Tensor, classes
     }
 
 
-def train(source: str, out: str | Path, settings: Settings = Settings(), image_labels: str | None = "folders",
+def train(source: str | dict, out: str | Path, settings: Settings = Settings(), image_labels: str | None = "folders",
           overwrite: bool = False, restart: bool = False, progress: Progress | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a model for the source's labelled images into the folder `out` (see the module's docstring)."""
@@ -226,7 +226,7 @@ def train(source: str, out: str | Path, settings: Settings = Settings(), image_l
                      "seconds": round(time.perf_counter() - start, 1), "resumed_after_epoch": resumed_from,
                      "threads": torch.get_num_threads()},
         "history": state["history"],
-        "source": data.spec.get("root") or data.spec.get("path") or source,
+        "source": data.spec.get("root") or data.spec.get("path") or str(source),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **({"wsddn": extra["card"]} if "card" in extra else {}),
     }
