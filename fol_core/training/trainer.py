@@ -59,6 +59,8 @@ class Settings:
     seed: int = 0
     wsddn: bool = False
     """Also train a WSDDN head (methods/wsddn.py) on region proposals."""
+    proposals: tuple[str, ...] = ("heatmaps",)
+    """WSDDN's proposals: the heatmaps' boxes, plus "selective_search" and/or "windows" if named."""
 
 
 @dataclass
