@@ -21,15 +21,17 @@ from fol_core import webapp
 from fol_core.errors import UserError, one_line
 from fol_core.images import IMAGE_SUFFIXES
 from fol_core.methods import DEFAULT_METHOD, METHODS
-from fol_core.models import DEFAULT_MODEL, list_models, load_model, trained_models
-from fol_core.webapp import dataset_map, localize, prelabel, review
+from fol_core.models import DEFAULT_MODEL, load_model
+from fol_core.webapp import dataset_map, localize, prelabel, review, train
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
 PROJECTS = Path(__file__).resolve().parent / "exports"
 """Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them, when projects are shared."""
-ACCESS = webapp.Access(PROJECTS)
+MODELS = Path("models")
+"""The trained models every session may use (as the CLI's --out models/NAME), and where a shared run trains."""
+ACCESS = webapp.Access(PROJECTS, models=MODELS)
 """What visitors may reach (shared or per-session projects, the server folder they may read); serve() sets it."""
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
 MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
@@ -157,8 +159,8 @@ def _control(control: localize.Control):
     return gr.Number(p.default, label=p.describe())
 
 
-def localize_tab() -> None:
-    """The Localize tab: one photo in; boxes, why, editable boxes and exports out."""
+def localize_tab() -> gr.Dropdown:
+    """The Localize tab: one photo in; boxes, why, editable boxes and exports out. Returns its model list."""
     photo_state = gr.State(None)  # localize.Photo of this user's last run
     workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row(equal_height=False):
@@ -171,7 +173,8 @@ def localize_tab() -> None:
             # no floating label: it would cover the first example's corner
             examples = gr.Gallery(EXAMPLE_PHOTOS, label="Examples", show_label=False, columns=4, height=110,
                                   allow_preview=False, elem_id="example-gallery")
-            model = gr.Dropdown(list_models() + trained_models(), value=DEFAULT_MODEL, label="Model")
+            model = gr.Dropdown(train.model_choices(ACCESS, None), value=DEFAULT_MODEL, label="Model",
+                                elem_id="localize-model")
             model_note = gr.Markdown()
             method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
             class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
@@ -228,6 +231,7 @@ def localize_tab() -> None:
     search.change(_search_classes, [search, named], named, api_visibility="private")
     run.click(_localize, request, results, api_name="localize").then(None, js=SELECT_MODE_JS)
     accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
+    return model
 
 
 # --- Pre-label --------------------------------------------------------------------------------------
@@ -524,8 +528,8 @@ def _show_point(state: dict | None, index: int | None, session: dict | None, lin
     return (photo, about, *keep)
 
 
-def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = None) -> None:
-    """The Dataset map tab: a t-SNE picture of a collection, and a scatter to explore it.
+def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = None) -> gr.Dropdown:
+    """The Dataset map tab: a t-SNE picture of a collection, and a scatter to explore it. Returns its model list.
 
     With the Review tab's outputs (its state, annotator, note, counts, position) and the app's Tabs, clicking an
     image of a pre-labeling project also opens it in the review queue."""
@@ -543,7 +547,8 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
                               file_types=["image", ".zip"], type="filepath", elem_id="map-upload")
             project = gr.Dropdown([], label="Pre-labeling project", visible=False, allow_custom_value=True,
                                   elem_id="map-project")
-            model = gr.Dropdown(list_models() + trained_models(), value=DEFAULT_MODEL, label="Model")
+            model = gr.Dropdown(train.model_choices(ACCESS, None), value=DEFAULT_MODEL, label="Model",
+                                elem_id="map-model")
             limit = gr.Slider(3, 2000, value=1000, step=1, label="At most this many images")
             make = gr.Button("Make the map", variant="primary", elem_id="map-button")
             summary = gr.Markdown(elem_id="map-summary")
@@ -587,6 +592,60 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
     gallery.select(pick_in_band, [map_state, band, *session], shown, api_visibility="private")
     if tabs is not None:
         to_review.click(lambda: gr.Tabs(selected="review"), None, tabs, api_visibility="private")
+    return model
+
+
+# --- Train ------------------------------------------------------------------------------------------
+
+def _session(request: gr.Request | None) -> str | None:
+    return request.session_hash if request else None
+
+
+@handled
+def _model_lists(localize_model: str, map_model: str, request: gr.Request) -> list[dict]:
+    """Both model lists with this session's choices (the registry, models/, and models trained in this tab)."""
+    choices = train.model_choices(ACCESS, _session(request))
+    names = [v for _, v in choices]
+    return [gr.update(choices=choices, value=v if v in names else DEFAULT_MODEL) for v in (localize_model, map_model)]
+
+
+@handled
+def _train(upload, folder, name, epochs, wsddn, request: gr.Request, progress=PROGRESS):
+    """Train a model on the zip (or allowed server folder) into this session's models; its note and plot."""
+    progress(0, desc="Reading the photos…")
+    view = train.run(ACCESS, _session(request), upload, folder, name, epochs, wsddn,
+                     train.progress_steps(progress, int(epochs or 1)))
+    return view.note, view.history
+
+
+def train_tab():
+    """The Train tab: a folder per class in, a model for the user's own classes out. Returns its training
+    event (the model lists are refreshed when it succeeds)."""
+    where = ("It is written to `models/NAME` on this server" if ACCESS.shared else
+             "It belongs to this browser tab and is deleted when the tab is closed or reloaded")
+    gr.Markdown("Teach fol your own classes from image labels alone: a zip with a folder per class (photos "
+                "holding none of them in `background/` or `none/`, at least 3 photos per class). The classifier's "
+                f"head is fine-tuned; its heatmaps (CAM) then give the boxes. {where}; then pick it as the Model "
+                "in Localize or Dataset map.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            folder = gr.Textbox(label=f"Folder on this server, in {getattr(ACCESS.folders, 'name', '')}/ "
+                                      "(a subfolder per class)", placeholder="photos",
+                                visible=ACCESS.folders is not None, elem_id="train-folder")
+            upload = gr.File(label=("…or u" if ACCESS.folders else "U") + "pload a zip with a folder per class",
+                             file_types=[".zip"],
+                             type="filepath", height=130, elem_id="train-zip")
+            name = gr.Textbox("my-model", label="Model name", elem_id="train-name")
+            epochs = gr.Slider(1, train.MAX_EPOCHS, value=train.DEFAULT_EPOCHS, step=1,
+                               label="At most this many epochs (stops earlier when the held-out loss stops falling)")
+            wsddn = gr.Checkbox(False, label="Also train WSDDN (several boxes per class; slower)")
+            run = gr.Button("Train", variant="primary", elem_id="train-button")
+        with gr.Column(scale=2, min_width=420):
+            result = gr.Markdown(elem_id="train-result")
+            plot = gr.LinePlot(x="epoch", y="value", color="series", label="Loss and accuracy per epoch",
+                               elem_id="train-plot")
+    return run.click(_train, [upload, folder, name, epochs, wsddn], [result, plot], api_name="train",
+                     concurrency_limit=1)
 
 
 HEADER = """# fol: find objects in photos with an ImageNet classifier alone
@@ -708,13 +767,17 @@ def build_app() -> gr.Blocks:
         gr.Markdown(HEADER)
         with gr.Tabs() as tabs:
             with gr.Tab("Localize"):
-                localize_tab()
+                models = [localize_tab()]
             with gr.Tab("Pre-label"):
                 prelabel_tab()
             with gr.Tab("Review", id="review"):
                 review_outputs = review_tab()
             with gr.Tab("Dataset map"):
-                dataset_map_tab(review_outputs, tabs)
+                models.append(dataset_map_tab(review_outputs, tabs))
+            with gr.Tab("Train"):
+                trained = train_tab()
+        trained.success(_model_lists, models, models, api_visibility="private")
+        demo.load(_model_lists, models, models, api_visibility="private")
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)
         demo.unload(_end_session)

@@ -110,3 +110,31 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     assert project.labels() == ["raccoon"]
     assert all(b.label == "raccoon" for r in project.images() for b in r.proposals)
     project.close()
+
+
+def test_wsddn_proposals_add_selective_search_and_windows(examples_dir):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fol_core.methods.wsddn import MIN_SIDE, proposal_boxes, selective_search, sliding_windows
+
+    photo = Image.open(examples_dir / "chelsea.png").convert("RGB").resize((224, 224))
+    pixels = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1).float() / 255.0
+    found = np.array(selective_search(pixels))
+    assert len(found) >= 20 and found.min() >= 0 and found.max() <= 224
+    assert ((found[:, 2:] - found[:, :2]) >= MIN_SIDE * 224).all()
+    windows = np.array(sliding_windows(224))
+    assert windows.min() >= 0 and windows.max() <= 224 and len(windows) > 50
+    heat = np.zeros((224, 224), np.float32)
+    heat[50:150, 60:120] = 1.0
+    only_maps = proposal_boxes([heat], pixels, ("heatmaps",))
+    assert len(only_maps) == 2  # the whole photo and the blob
+    assert len(proposal_boxes([heat], pixels, ("heatmaps", "selective_search"))) > 20
+
+
+def test_unknown_proposals_are_refused_in_one_line(labelled, tmp_path, capsys):
+    code = main(["train", str(labelled), "--out", str(tmp_path / "m"), "--wsddn", "--proposals", "edgeboxes"])
+    assert code == 2 and not (tmp_path / "m").exists()
+    err = capsys.readouterr().err
+    assert "unknown edgeboxes" in err and err.count("\n") == 1

@@ -31,6 +31,10 @@ PREFIX = "wsddn."
 """The head's tensors in a trained model's safetensors file."""
 GEOMETRY = 5
 """x0, y0, x1, y1 (fractions of the side) and the area fraction, beside the pooled features."""
+MIN_SIDE = 0.1
+"""Selective search boxes narrower or shorter than this fraction of the image are dropped."""
+WINDOW_SCALES = (0.3, 0.45, 0.6, 0.8)
+"""Sliding windows' sides, as fractions of the image's."""
 
 NMS_IOU = Param("nms_iou", 0.4, "WSDDN: drop a region overlapping a better one this much (NMS)", low=0.05, high=0.95,
                 step=0.05)
@@ -39,9 +43,38 @@ MIN_RATIO = Param("min_ratio", 0.3, "WSDDN: keep regions scoring at least this f
 MAX_BOXES = Param("max_boxes", 5, "WSDDN: at most this many boxes per class", kind=int, low=1, high=50, step=1)
 
 
-def proposals(maps: list[np.ndarray], min_area: float = 0.01) -> np.ndarray:
-    """(R, 4) boxes in the maps' pixels: each map's regions and whole mask at every threshold, the whole image;
-    near-duplicates (IoU > 0.9) removed."""
+def selective_search(pixels: torch.Tensor, min_side: float = MIN_SIDE) -> list[tuple[float, ...]]:
+    """OpenCV's selective search (fast mode) on (3, S, S) pixels in [0, 1]: boxes whose sides are at least
+    min_side of the image's, in pixels."""
+    import cv2
+
+    image = np.ascontiguousarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:, :, ::-1])
+    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    search.setBaseImage(image)
+    search.switchToSelectiveSearchFast()
+    rects = search.process()
+    side = min_side * pixels.shape[-1]
+    rects = rects[(rects[:, 2] >= side) & (rects[:, 3] >= side)] if len(rects) else rects
+    return [(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in rects]
+
+
+def sliding_windows(size: int, scales: tuple[float, ...] = WINDOW_SCALES, ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+                    stride: float = 0.5) -> list[tuple[float, ...]]:
+    """Dense boxes over a size x size image: each scale (side as a fraction of the image) and aspect ratio,
+    every stride x the box's side."""
+    boxes = []
+    for scale in scales:
+        for ratio in ratios:
+            w, h = min(size, size * scale * ratio ** 0.5), min(size, size * scale / ratio ** 0.5)
+            for y in np.arange(0, size - h + 1, max(1.0, stride * h)):
+                for x in np.arange(0, size - w + 1, max(1.0, stride * w)):
+                    boxes.append((float(x), float(y), float(x + w), float(y + h)))
+    return boxes
+
+
+def proposals(maps: list[np.ndarray], min_area: float = 0.01, extra: list[tuple[float, ...]] = ()) -> np.ndarray:
+    """(R, 4) boxes in the maps' pixels: each map's regions and whole mask at every threshold, the whole image,
+    and any extra boxes (selective search, windows); near-duplicates (IoU > 0.9) removed."""
     size = maps[0].shape[0]
     boxes = [(0.0, 0.0, float(size), float(size))]
     for heat in maps:
@@ -50,9 +83,21 @@ def proposals(maps: list[np.ndarray], min_area: float = 0.01) -> np.ndarray:
             regions = region_boxes(mask, min_area)
             whole = mask_box(mask) if len(regions) > 1 else None
             boxes += [tuple(map(float, b)) for b in regions + ([whole] if whole else [])]
+    boxes += list(extra)
     t = torch.tensor(boxes, dtype=torch.float32)
     keep = nms(t, torch.linspace(1.0, 0.5, len(t)), 0.9)
     return t[keep.sort().values].numpy()
+
+
+def proposal_boxes(maps: list[np.ndarray], pixels: torch.Tensor, kinds: tuple[str, ...]) -> np.ndarray:
+    """A model's proposals for one image: its heatmaps' boxes plus the other kinds it was trained with
+    ("selective_search", "windows") on the (3, S, S) pixels the model saw."""
+    extra = []
+    if "selective_search" in kinds:
+        extra += selective_search(pixels)
+    if "windows" in kinds:
+        extra += sliding_windows(pixels.shape[-1])
+    return proposals(maps, extra=extra)
 
 
 def heat_maps(activation: torch.Tensor, cam_weight: torch.Tensor, size: int) -> list[np.ndarray]:
@@ -122,17 +167,20 @@ class WSDDN(Method):
         super().__init__(model, **params)
         self.head = WSDDNHead.from_tensors(model.extra)
         self.cam_weight = model.layer(model.spec.classifier).weight.detach()
+        self.kinds = tuple(((model.card or {}).get("wsddn") or {}).get("proposal_kinds", ("heatmaps",)))
 
     @torch.no_grad()
-    def region_scores(self, activation: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """Proposals (R, 4) at model resolution, their (R, classes) scores, and the heatmaps behind them."""
+    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Proposals (R, 4) at model resolution (the kinds the model was trained with), their (R, classes)
+        scores, and the heatmaps behind them, for one image's (C, h, w) activation and (3, S, S) pixels."""
+        size = pixels.shape[-1]
         maps = heat_maps(activation, self.cam_weight, size)
-        boxes = torch.from_numpy(proposals(maps))
+        boxes = torch.from_numpy(proposal_boxes(maps, pixels, self.kinds))
         return boxes, self.head(region_features(activation, boxes, size)), maps
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
-        boxes, scores, _ = self.region_scores(fp.activation[0].detach(), size)
+        boxes, scores, _ = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
         keep = keep[s[keep] >= self.min_ratio * float(s.max())][: self.max_boxes]

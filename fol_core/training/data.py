@@ -61,10 +61,14 @@ def split_labels(text: str) -> frozenset[str]:
     return frozenset(n for n in names if n.lower() not in NEGATIVE_LABELS)
 
 
-def load_training_set(text: str, image_labels: str | None = "folders", workdir: str | Path | None = None,
+def load_training_set(text: str | dict, image_labels: str | None = "folders", workdir: str | Path | None = None,
                       val_fraction: float = 0.2, seed: int = 0) -> TrainingSet:
-    """Read, check and split a source's labelled images (TrainingError with one line when it cannot train)."""
-    spec = source_spec(text, image_labels)
+    """Read, check and split a source's labelled images (TrainingError with one line when it cannot train).
+
+    `text` is what the user typed, or a source spec already made (the app's confined server folders)."""
+    spec = text if isinstance(text, dict) else source_spec(text, image_labels)
+    if isinstance(text, dict):
+        text = Path(spec.get("root") or spec.get("path") or "the source").name
     source = open_source(spec, workdir)
     examples, unlabelled = [], 0
     for item in source.items():

@@ -59,6 +59,8 @@ class Settings:
     seed: int = 0
     wsddn: bool = False
     """Also train a WSDDN head (methods/wsddn.py) on region proposals."""
+    proposals: tuple[str, ...] = ("heatmaps",)
+    """WSDDN's proposals: the heatmaps' boxes, plus "selective_search" and/or "windows" if named."""
 
 
 @dataclass
@@ -119,7 +121,7 @@ def _scores(head: nn.Linear, feats: torch.Tensor, targets: torch.Tensor, classes
     }
 
 
-def train(source: str, out: str | Path, settings: Settings = Settings(), image_labels: str | None = "folders",
+def train(source: str | dict, out: str | Path, settings: Settings = Settings(), image_labels: str | None = "folders",
           overwrite: bool = False, restart: bool = False, progress: Progress | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a model for the source's labelled images into the folder `out` (see the module's docstring)."""
@@ -226,7 +228,7 @@ def train(source: str, out: str | Path, settings: Settings = Settings(), image_l
                      "seconds": round(time.perf_counter() - start, 1), "resumed_after_epoch": resumed_from,
                      "threads": torch.get_num_threads()},
         "history": state["history"],
-        "source": data.spec.get("root") or data.spec.get("path") or source,
+        "source": data.spec.get("root") or data.spec.get("path") or str(source),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **({"wsddn": extra["card"]} if "card" in extra else {}),
     }

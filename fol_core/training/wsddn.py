@@ -15,31 +15,35 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..methods.wsddn import WSDDNHead, heat_maps, proposals, region_features
+from ..methods.wsddn import WSDDNHead, heat_maps, proposal_boxes, region_features
 from ..models import Classifier
 
 CACHE = "wsddn_cache.pt"
+PROPOSAL_NOTES = {"selective_search": "; OpenCV's selective search (fast) on the model's input, sides >= 10%",
+                  "windows": "; sliding windows (sides 30-80%, ratios 1:2, 1:1, 2:1, half-box stride)"}
 EPOCHS = 60
 PATIENCE = 8
 IMAGES_PER_STEP = 8
 
 
 @torch.no_grad()
-def image_regions(clf: Classifier, cam_weight: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+def image_regions(clf: Classifier, cam_weight: torch.Tensor, pixels: torch.Tensor,
+                  kinds: tuple[str, ...] = ("heatmaps",)) -> torch.Tensor:
     """(R, features) for one (3, S, S) image in [0, 1]: its proposals' region features."""
     activation = clf.net.forward_features(clf.normalize(pixels[None]))[0]
     size = pixels.shape[-1]
-    boxes = torch.from_numpy(proposals(heat_maps(activation, cam_weight, size)))
+    boxes = torch.from_numpy(proposal_boxes(heat_maps(activation, cam_weight, size), pixels, kinds))
     return region_features(activation, boxes, size)
 
 
-def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int) -> list[torch.Tensor]:
+def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int,
+             kinds: tuple[str, ...]) -> list[torch.Tensor]:
     out = []
     for _, pixels in items:
         x = pixels.float()[None] / 255.0
         if x.shape[-1] != size:
             x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(image_regions(clf, cam_weight, x[0]))
+        out.append(image_regions(clf, cam_weight, x[0], kinds))
     return out
 
 
@@ -63,8 +67,9 @@ def train_wsddn(clf: Classifier, cam_head: nn.Linear, data: Any, train_items: li
         log("WSDDN: region features from the checkpoint")
     else:
         weight = cam_head.weight.detach()
-        train_feats = _regions(clf, weight, train_items, size)
-        val_feats = _regions(clf, weight, val_items, size)
+        kinds = tuple(settings.proposals)
+        train_feats = _regions(clf, weight, train_items, size, kinds)
+        val_feats = _regions(clf, weight, val_items, size, kinds)
         torch.save({"train": train_feats, "val": val_feats}, cache)
     regions = sum(len(f) for f in train_feats) / len(train_feats)
     log(f"WSDDN: {regions:.0f} proposals per image on average")
@@ -97,7 +102,9 @@ def train_wsddn(clf: Classifier, cam_head: nn.Linear, data: Any, train_items: li
     seconds = round(time.perf_counter() - start, 1)
     log(f"WSDDN: held-out loss {best_row['val_loss']:.4f}, accuracy {best_row['val_accuracy']:.1%} "
         f"(epoch {best_row['epoch']}), {seconds:.0f} s")
-    card = {"proposals": "the classifier's heatmaps (CAM per class, mean activation) at thresholds 0.1-0.7",
+    card = {"proposals": "the classifier's heatmaps (CAM per class, mean activation) at thresholds 0.1-0.7"
+                         + "".join(PROPOSAL_NOTES[k] for k in settings.proposals if k in PROPOSAL_NOTES),
+            "proposal_kinds": list(settings.proposals),
             "region_features": "roi_align on the last feature map (2 x 2, averaged) + box geometry",
             "head": "classification softmax over classes + background x detection softmax over regions",
             "proposals_per_image": round(regions, 1), "seconds": seconds, **best_row}

@@ -3,8 +3,8 @@ functions free of gradio: app.py only lays out the components and wires them to 
 
 Each browser session keeps its own files (exports, extracted uploads) in a work folder made here
 and removed when the session ends. `Access` says what a visitor may reach on this server: which
-projects (a shared folder for a local single-user run, else the session's own), and which server
-folders (none unless the operator named a root).
+projects and trained models (a shared folder for a local single-user run, else the session's own), and which
+server folders (none unless the operator named a root).
 """
 
 from __future__ import annotations
@@ -50,12 +50,15 @@ class Access:
     `shared`: every session sees the projects in `projects` (a local, single-user run: they stay in
     exports/). Otherwise each browser session gets its own projects folder in the system's temp folder,
     removed when the session ends (`end_session`): a visitor exports and downloads what they want to keep.
-    `folders`: the one server folder whose contents visitors may pre-label (None: server folders are off).
+    `folders`: the one server folder whose contents visitors may pre-label or train from (None: server folders
+    are off). `models`: the trained models every session may use; a shared run's Train tab writes there, otherwise
+    a session's models go in its own folder (`models_root`), so that no visitor replaces another's.
     """
 
     projects: Path
     shared: bool = True
     folders: Path | None = None
+    models: Path = Path("models")
 
     def root(self, session: str | None) -> Path:
         """The projects folder this browser session sees."""
@@ -65,6 +68,10 @@ class Access:
             raise AccessError("No browser session: reload the page.")
         digest = hashlib.sha256(session.encode("utf-8")).hexdigest()[:24]
         return Path(tempfile.gettempdir()) / f"{PROJECTS_PREFIX}{digest}"
+
+    def models_root(self, session: str | None) -> Path:
+        """Where this browser session's Train tab writes models (removed with the session unless shared)."""
+        return self.models if self.shared else self.root(session) / ".models"  # no project can be called that
 
     def end_session(self, session: str | None) -> None:
         """Drop a per-session projects folder and the projects opened from it, when its session ends."""

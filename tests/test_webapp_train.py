@@ -1,0 +1,87 @@
+"""The Train tab's logic (fol_core/webapp/train.py): a zip with a folder per class in, a model in the session's
+own folder out, offered in the model lists of that session only; names taken and server folders refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fol_core.errors import one_line
+from fol_core.models import CARD
+from fol_core.training.data import TrainingError
+from fol_core.webapp import Access, AccessError
+from fol_core.webapp import train as webtrain
+
+RACCOONS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "raccoon-dev" / "JPEGImages"
+
+
+@pytest.fixture
+def access(tmp_path) -> Access:
+    """A shared deployment: projects and models per browser session."""
+    return Access(tmp_path / "exports", shared=False, models=tmp_path / "models")
+
+
+@pytest.fixture
+def labelled_zip(tmp_path, examples_dir) -> str:
+    """A zip of photos/raccoon/ (4 raccoon photos) and photos/background/ (4 examples)."""
+    if not RACCOONS.is_dir():
+        pytest.skip("../shared/data/raccoon-dev is not present")
+    root = tmp_path / "zip" / "photos"
+    (root / "raccoon").mkdir(parents=True)
+    for p in sorted(RACCOONS.glob("*.jpg"))[:4]:
+        shutil.copy(p, root / "raccoon" / p.name)
+    (root / "background").mkdir()
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
+        shutil.copy(examples_dir / name, root / "background" / name)
+    return shutil.make_archive(str(tmp_path / "photos"), "zip", tmp_path / "zip")
+
+
+def test_models_go_in_the_session_folder_and_names_are_checked(access, tmp_path):
+    own = webtrain.model_folder(access, "s1", "../../raccoon")
+    assert own == access.models_root("s1") / "raccoon" and own.parent != access.models
+    assert webtrain.model_folder(Access(tmp_path, models=tmp_path / "m"), None, "x") == tmp_path / "m" / "x"
+    (access.models / "taken").mkdir(parents=True)
+    (access.models / "taken" / CARD).write_text("{}")
+    for name, message in (("", "Give the model a name"), ("taken", "already exists"), ("x.partial", "cannot end")):
+        with pytest.raises(TrainingError, match=message) as exc:
+            webtrain.model_folder(access, "s1", name)
+        assert one_line(exc.value) == str(exc.value)
+
+
+def test_no_source_or_a_server_folder_when_folders_are_off_is_refused(access, tmp_path):
+    with pytest.raises(TrainingError, match="Upload a zip"):
+        webtrain.run(access, "s1", None, "", "m", 1, False)
+    with pytest.raises(AccessError, match="turned off"):
+        webtrain.run(access, "s1", None, str(tmp_path), "m", 1, False)
+    allowed = Access(tmp_path / "exports", shared=False, folders=tmp_path / "shared", models=tmp_path / "models")
+    (tmp_path / "shared").mkdir()
+    with pytest.raises(AccessError, match="outside the folder"):
+        webtrain.run(allowed, "s1", None, str(tmp_path), "m", 1, False)
+
+
+def test_history_in_long_form_for_the_plot():
+    frame = webtrain.history_frame([{"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "val_accuracy": 0.5},
+                                    {"epoch": 2, "train_loss": 0.5, "val_loss": 0.4, "val_accuracy": 0.75}])
+    assert list(frame.columns) == ["epoch", "value", "series"] and len(frame) == 6
+    assert frame[frame.series == "held-out accuracy"].value.tolist() == [0.5, 0.75]
+
+
+@pytest.mark.slow
+def test_train_from_a_zip_into_the_session_and_offer_it_there_only(access, labelled_zip):
+    steps: list[tuple] = []
+    view = webtrain.run(access, "s1", labelled_zip, None, "raccoon", 2, False,
+                        progress=webtrain.progress_steps(lambda done, **kw: steps.append(done), 2),
+                        log=lambda s: None)
+    assert steps == [(1, 2), (2, 2)]
+    assert view.folder == access.models_root("s1") / "raccoon" and (view.folder / CARD).is_file()
+    assert "raccoon" in view.note and "held-out accuracy" in view.note
+    assert sorted(set(view.history.series)) == ["held-out accuracy", "held-out loss", "training loss"]
+    assert len(view.history) == 6
+    assert ("raccoon (trained here)", str(view.folder)) in webtrain.model_choices(access, "s1")
+    assert all(v != str(view.folder) for _, v in webtrain.model_choices(access, "s2"))
+    with pytest.raises(TrainingError, match="already exists"):
+        webtrain.run(access, "s1", labelled_zip, None, "raccoon", 1, False)
+    access.end_session("s1")
+    assert not view.folder.exists()
