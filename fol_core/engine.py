@@ -113,7 +113,7 @@ def explain_photo(photo: Any, method: Method, request: ClassRequest, min_area: f
     `photo` is an upright RGB PIL image (see images.load_image).
     """
     start = time.perf_counter()
-    fp = method.forward(method.model.to_pixels(photo))
+    fp = method.forward(method.pixels(photo))
     probs = fp.probs
     targets = request.targets(probs)
     explanations, boxes = [], []

@@ -147,6 +147,16 @@ class Classifier:
         arr = np.asarray(resized, dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
+    def to_pixels_kept(self, image: Image.Image, short: int, stride: int = 32) -> torch.Tensor:
+        """The whole photo at its own aspect ratio: short side `short`, long side rounded to a multiple of
+        `stride` (the networks are fully convolutional, so nothing is stretched to a square), in [0, 1]."""
+        w, h = image.size
+        long = max(stride, round(max(w, h) * short / min(w, h) / stride) * stride)
+        size = (short, long) if w <= h else (long, short)
+        resized = image.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        arr = np.asarray(resized, dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self._mean) / self._std
 

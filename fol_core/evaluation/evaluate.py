@@ -95,10 +95,9 @@ def evaluate(samples: list[Sample], clf: Classifier, methods: dict[str, dict[str
     runners = {name: create_method(name, clf, **params) for name, params in methods.items()}
     out: dict[str, list[Outcome]] = {name: [] for name in methods}
     for photo, group in _photos(samples, "eval", progress):
-        pixels = clf.to_pixels(photo)
         for name, m in runners.items():
             start = time.perf_counter()
-            fp = m.forward(pixels)
+            fp = m.forward(m.pixels(photo))
             forward_s = time.perf_counter() - start
             top1 = int(fp.probs.argmax())
             for s in group:
@@ -133,9 +132,8 @@ def calibrate(samples: list[Sample], clf: Classifier, methods: dict[str, dict[st
     photos = 0
     for photo, group in _photos(samples, "calibrate", progress):
         photos += 1
-        pixels = clf.to_pixels(photo)
         for name, (tuned, values, m) in plans.items():
-            fp = m.forward(pixels)
+            fp = m.forward(m.pixels(photo))
             for s in group:
                 expls = m.explain_each(fp, target_class(fp.probs, s.classes), tuned.name, values)
                 boxes = [as_boxes([(b.x0, b.y0, b.x1, b.y1) for b in m.boxes(e, photo.width, photo.height)])

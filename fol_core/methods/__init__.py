@@ -6,10 +6,11 @@ from ..models import Classifier
 from .base import ForwardPass, Method, UnknownMethodError
 from .cam import CAM, GradCAM
 from .fol import FastLocalization
+from .mscam import MultiScaleCAM
 from .params import LAYER, Param, ParamError
 from .wsddn import WSDDN
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (FastLocalization, GradCAM, CAM, WSDDN)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (MultiScaleCAM, FastLocalization, GradCAM, CAM, WSDDN)}
 """Every method, by name, in the order front ends list them."""
 DEFAULT_METHOD = "fol"
 """What the CLI, the app and the pre-labeler use unless told otherwise."""
@@ -28,6 +29,7 @@ def create_method(name: str, model: Classifier, **params: object) -> Method:
 
 
 __all__ = [
-    "CAM", "DEFAULT_METHOD", "LAYER", "METHODS", "WSDDN", "FastLocalization", "ForwardPass", "GradCAM", "Method", "Param",
+    "CAM", "DEFAULT_METHOD", "LAYER", "METHODS", "WSDDN", "FastLocalization", "ForwardPass", "GradCAM", "Method",
+    "MultiScaleCAM", "Param",
     "ParamError", "UnknownMethodError", "create_method", "get_method",
 ]

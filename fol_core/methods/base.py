@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import UserError
 from ..guided import capture_output, guided_backprop
@@ -35,6 +36,8 @@ class ForwardPass:
     """The method's layer's output, (1, C, h, w)."""
     multilabel: bool = False
     """Each class's probability is its own sigmoid (a trained model), not a softmax over classes."""
+    more_activations: list[torch.Tensor] = field(default_factory=list)
+    """The same layer at other input sizes (multi-scale methods)."""
 
     @property
     def probs(self) -> torch.Tensor:
@@ -96,6 +99,10 @@ class Method:
     def default_layer(cls, spec: ModelSpec) -> str:
         """The layer this method reads in a model of this spec (the registry says which)."""
         return spec.cam_layer
+
+    def pixels(self, photo: Image.Image) -> torch.Tensor:
+        """The photo as this method feeds it to the network: (1, 3, h, w) in [0, 1] (the registry's square)."""
+        return self.model.to_pixels(photo)
 
     def forward(self, pixels: torch.Tensor) -> ForwardPass:
         x = self.model.normalize(pixels)

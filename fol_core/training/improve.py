@@ -116,7 +116,7 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
         except (UserError, OSError):
             continue
         m = create_method(method, model, **params)
-        fp = m.forward(model.to_pixels(photo))
+        fp = m.forward(m.pixels(photo))
         target = LabelRequest(label_map, rec.boxes[0].label).targets(fp.probs)
         if not target:
             continue
