@@ -103,6 +103,17 @@ class Classifier:
         arr = np.asarray(resized, dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (move it with `to`)."""
+        return next(self.net.parameters()).device
+
+    def to(self, device: str | torch.device) -> Classifier:
+        """Move the network (and its normalization) to a device, e.g. "cuda" in a GPU worker; returns self."""
+        self.net.to(device)
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+        return self
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self._mean) / self._std
 
