@@ -98,10 +98,7 @@ class Classifier:
 
     def to_pixels(self, image: Image.Image, size: int | None = None) -> torch.Tensor:
         """The whole photo stretched to size x size (no crop, so boxes map back to every pixel), in [0, 1]."""
-        size = size or self.input_size
-        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-        arr = np.asarray(resized, dtype=np.float32) / 255.0
-        return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+        return stretch(image, size or self.input_size)
 
     @property
     def device(self) -> torch.device:
@@ -133,6 +130,13 @@ class Classifier:
         finally:
             handle.remove()
         return feats[0].flatten(1), logits
+
+
+def stretch(image: Image.Image, size: int) -> torch.Tensor:
+    """`Classifier.to_pixels` without a model (for decoding workers): (1, 3, size, size) in [0, 1]."""
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    arr = np.asarray(resized, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 _LOADED: dict[tuple[str, str | None], Classifier] = {}

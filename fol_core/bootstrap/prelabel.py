@@ -7,8 +7,10 @@ the map's threshold the image is marked "no object found" rather than given a fo
 image-level label (folder name, CSV) restricts the labels to those it names and is localized even
 below the threshold: the paper's class query.
 
-Each image's result is committed to the project database as soon as it is computed, so a run that
-is stopped carries on where it was when started again, without redoing or duplicating an image.
+Images go through the engine in batches (decoded ahead by DataLoader workers); each batch's results are
+committed to the project database in one transaction before they count as done, so a run that is stopped
+carries on where it was when started again, without redoing or duplicating an image. `--engine ray` runs
+the same batches in a Ray Data actor pool (fol_core.bootstrap.distributed), this process the only writer.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,21 +28,23 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..cli import add_method_arguments, add_model_arguments, method_params
-from ..engine import RATIO, Target, close_to_top, explain_photo
+from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo
 from ..errors import UserError, one_line
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
-from ..models import Classifier, load_model
-from ..result import Box
-from .project import Project, Stage
+from ..models import Classifier, load_model, stretch
+from ..result import Box, Localization
+from .project import ImageRecord, PrelabelResult, Project, Stage
 from .sources import Source, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 
 KEEP_SCORES = 10
 """Label scores kept per image (the best ones), for the review's display."""
-PREFETCH = 4
-"""Images decoded ahead of the model, in a background thread."""
+BATCH_SIZE = 8
+"""Images per engine batch (and per database commit). On a CPU a larger batch runs no faster (README's bench)."""
+WORKERS = 1
+"""Processes decoding images ahead of the model."""
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message) for the app's progress bar."""
@@ -90,7 +93,18 @@ class Proposal:
 
 def propose(photo: Image.Image, method: Method, request: LabelRequest, min_area: float = 0.01) -> Proposal:
     """Boxes for the image's best user label(s), or no_object when none scores label_map.threshold."""
-    result = explain_photo(photo, method, request, min_area)
+    return _proposal(explain_photo(photo, method, request, min_area), request)
+
+
+def propose_batch(
+    pixels: torch.Tensor, sizes: Sequence[tuple[int, int]], method: Method, requests: Sequence[LabelRequest],
+    min_area: float = 0.01,
+) -> list[Proposal]:
+    """`propose` for a batch of photos as `Classifier.to_pixels` makes them, through the batched engine."""
+    return [_proposal(r, q) for r, q in zip(explain_batch(pixels, sizes, method, requests, min_area), requests)]
+
+
+def _proposal(result: Localization, request: LabelRequest) -> Proposal:
     scores = request.label_map.scores(torch.from_numpy(result.probabilities))
     ranked = sorted(scores, key=scores.__getitem__, reverse=True)
     chosen = [e.label for e in result.explanations]
@@ -113,6 +127,18 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     remaining: int = 0
 
+    def add(self, keys: list[str], results: list[PrelabelResult], log: Callable[[str], None] | None = None) -> None:
+        """Count a committed batch (the images' keys and results)."""
+        for key, r in zip(keys, results):
+            self.done += 1
+            self.proposed += r.stage == Stage.PROPOSED
+            self.no_object += r.stage == Stage.NO_OBJECT
+            if r.stage == Stage.FAILED:
+                self.failed += 1
+                self.errors.append(f"{key}: {r.error}")
+                if log:
+                    log(f"skipped {key}: {r.error}")
+
     @property
     def images_per_second(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
@@ -125,15 +151,73 @@ class RunSummary:
         )
 
 
-def _prefetch(source: Source, keys: list[str]) -> Iterator[tuple[str, Future]]:
-    """Decode images in a background thread, at most PREFETCH ahead of the model."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: list[tuple[str, Future]] = []
-        for key in keys:
-            pending.append((key, pool.submit(source.open, key)))
-            if len(pending) > PREFETCH:
-                yield pending.pop(0)
-        yield from pending
+@dataclass
+class Decoded:
+    """One image ready for the model: its pixels and size, or why it could not be read."""
+
+    image_id: int
+    key: str
+    image_label: str | None
+    pixels: torch.Tensor | None = None
+    """(1, 3, S, S), as Classifier.to_pixels makes them."""
+    size: tuple[int, int] = (0, 0)
+    error: str | None = None
+
+
+def decode(source: Source, image_id: int, key: str, image_label: str | None, size: int) -> Decoded:
+    """Read and stretch one image (a worker's job); an unreadable one comes back with its one-line error."""
+    try:
+        photo = source.open(key)
+    except (UserError, OSError) as exc:
+        return Decoded(image_id, key, image_label, error=one_line(exc))
+    return Decoded(image_id, key, image_label, stretch(photo, size), photo.size)
+
+
+class _Photos(torch.utils.data.Dataset):
+    """The records to pre-label, decoded by the DataLoader's workers."""
+
+    def __init__(self, source: Source, records: list[ImageRecord], size: int) -> None:
+        self.source, self.records, self.size = source, records, size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Decoded:
+        r = self.records[i]
+        return decode(self.source, r.id, r.key, r.image_label, self.size)
+
+
+def photo_batches(source: Source, records: list[ImageRecord], size: int, batch_size: int, workers: int) -> Iterator[list[Decoded]]:
+    """Batches of decoded images, `workers` processes decoding ahead of the model (0: in this process)."""
+    loader = torch.utils.data.DataLoader(
+        _Photos(source, records, size), batch_size=batch_size, num_workers=workers, collate_fn=list,
+        prefetch_factor=2 if workers else None,
+    )
+    yield from loader
+
+
+def label_batch(
+    batch: list[Decoded], method: Method, label_map: LabelMap, topn: int = 1, min_area: float = 0.01,
+) -> list[PrelabelResult]:
+    """The results to store for a batch of decoded images: proposals, or the reason an image failed."""
+    start = time.perf_counter()
+    ok = [d for d in batch if d.error is None]
+    out = {d.image_id: PrelabelResult(d.image_id, Stage.FAILED, error=d.error, method=method.name) for d in batch if d.error}
+    requests = [LabelRequest(label_map, d.image_label, topn) for d in ok]
+    try:
+        props = propose_batch(torch.cat([d.pixels for d in ok]), [d.size for d in ok], method, requests, min_area) if ok else []
+    except UserError as exc:  # an image's request failed the batch: find which, photo by photo
+        if len(ok) > 1:
+            return [r for d in batch for r in label_batch([d], method, label_map, topn, min_area)]
+        out[ok[0].image_id] = PrelabelResult(ok[0].image_id, Stage.FAILED, error=one_line(exc), method=method.name)
+        props = []
+    seconds = (time.perf_counter() - start) / max(1, len(ok))
+    for d, prop in zip(ok, props):
+        out[d.image_id] = PrelabelResult(
+            d.image_id, prop.stage, d.size[0], d.size[1], prop.boxes, prop.confidence, prop.top5,
+            prop.label_scores, None, method.name, seconds,
+        )
+    return [out[d.image_id] for d in batch]
 
 
 def open_run(
@@ -161,8 +245,11 @@ def run_prelabel(
     topn: int = 1,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+    workers: int = WORKERS,
 ) -> RunSummary:
-    """Pre-label the project's images not done yet (at most `limit`), committing each as it is done."""
+    """Pre-label the project's images not done yet (at most `limit`), `batch_size` at a time through the batched
+    engine, decoded by `workers` processes ahead of it; each batch is committed before it counts as done."""
     if label_map is not None:
         project.set_label_map(label_map)
     lm = project.label_map
@@ -170,35 +257,15 @@ def run_prelabel(
     m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)
     summary = RunSummary()
-    by_key = {r.key: r for r in todo}
     start = time.perf_counter()
-    source = project.source()
     if progress:
         progress(0, len(todo), "")
-    for key, future in _prefetch(source, [r.key for r in todo]):
-        rec = by_key[key]
-        t0 = time.perf_counter()
-        try:
-            photo = future.result()
-            prop = propose(photo, m, LabelRequest(lm, rec.image_label, topn))
-        except (UserError, OSError) as exc:
-            message = one_line(exc)
-            project.save_prelabel(rec.id, stage=Stage.FAILED, error=message, method=method)
-            summary.failed += 1
-            summary.errors.append(f"{rec.key}: {message}")
-            if log:
-                log(f"skipped {rec.key}: {message}")
-        else:
-            project.save_prelabel(
-                rec.id, stage=prop.stage, width=photo.width, height=photo.height, proposals=prop.boxes,
-                confidence=prop.confidence, top5=prop.top5, label_scores=prop.label_scores, method=method,
-                seconds=time.perf_counter() - t0,
-            )
-            summary.proposed += prop.stage == Stage.PROPOSED
-            summary.no_object += prop.stage == Stage.NO_OBJECT
-        summary.done += 1
+    for batch in photo_batches(project.source(), todo, model.input_size, batch_size, workers):
+        results = label_batch(batch, m, lm, topn)
+        project.save_prelabels(results)  # committed before any of them counts as done
+        summary.add([d.key for d in batch], results, log)
         if progress:
-            progress(summary.done, len(todo), rec.key)
+            progress(summary.done, len(todo), batch[-1].key)
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
