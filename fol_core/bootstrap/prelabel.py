@@ -31,7 +31,7 @@ from ..cli import add_method_arguments, add_model_arguments, method_params
 from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo
 from ..errors import UserError, one_line
 from ..labelmap import LabelMap, load_label_map
-from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
+from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model, stretch
 from ..result import Box, Localization
 from .project import ImageRecord, PrelabelResult, Project, Stage
@@ -302,24 +302,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topn", type=int, default=1, help="localize up to N labels per image (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="pre-label at most N images in this run")
     parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
-    parser.add_argument("--bench", action="store_true", help="time every method on --limit images (default 20) in a scratch project, print images/s")
+    parser.add_argument("--engine", default="local", choices=("local", "ray"),
+                        help="local: this process, batched; ray: a Ray Data actor pool (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per engine batch and per commit (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="local engine: processes decoding ahead of the model (default: %(default)s)")
+    parser.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per CPU of the local Ray)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor (0: CPU actors; default: %(default)s)")
+    parser.add_argument("--address", default=None, help="ray: a running cluster's address (default: start Ray on this machine, 127.0.0.1)")
+    parser.add_argument("--bench", nargs="?", const="all", default=None, metavar="METHODS",
+                        help="time METHODS (comma-separated; default all) on --limit images (default 20) in scratch projects: "
+                             "one at a time, batched, and with --engine ray on Ray; print images/s")
     add_model_arguments(parser)
     add_method_arguments(parser)
 
 
+def _engine_run(args: argparse.Namespace, project: Project, model: Classifier, method: str, params: dict | None,
+                label_map: LabelMap | None, **kwargs) -> RunSummary:
+    """One pre-label run on the engine the arguments choose."""
+    if args.engine == "ray":
+        from .distributed import run_prelabel_ray
+
+        return run_prelabel_ray(
+            project, model.name, method, params, label_map, args.limit, args.topn, batch_size=args.batch_size,
+            actors=args.actors, gpus_per_actor=args.gpus_per_actor, threads=args.threads or 1,
+            address=args.address, weights=args.weights, **kwargs,
+        )
+    return run_prelabel(project, model, method, params, label_map, args.limit, args.topn, batch_size=args.batch_size,
+                        workers=args.workers, **kwargs)
+
+
 def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> int:
-    """images/s per method on the same images, in a throw-away project (nothing written in --out)."""
-    limit = args.limit or 20
-    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {limit} images from {args.source}")
-    for method in (m for m, cls in METHODS.items() if not cls.unavailable(model)):
-        with tempfile.TemporaryDirectory() as tmp:
-            project, _ = open_run(args.source, tmp, args.image_labels, args.split)
-            warm = project.todo(1)
-            if warm:  # first-call allocations are not the method's cost
-                propose(project.source().open(warm[0].key), create_method(method, model), LabelRequest(label_map))
-            summary = run_prelabel(project, model, method, label_map=label_map, limit=limit)
-            project.close()
-        print(f"  {method:<8} {summary.images_per_second:6.2f} images/s  ({summary.done} images in {summary.seconds:.1f} s)")
+    """images/s per method and engine on the same images, in throw-away projects (nothing written in --out)."""
+    args.limit = args.limit or 20
+    chosen = list(METHODS) if args.bench == "all" else [m.strip() for m in args.bench.split(",")]
+    engines = {"one at a time": {"engine": "local", "batch_size": 1, "workers": 0},
+               f"batched ({args.batch_size}, {args.workers} decoder)": {"engine": "local"}}
+    if args.engine == "ray":
+        engines[f"ray ({args.actors or 'one per CPU'} actors)"] = {"engine": "ray"}
+    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {args.limit} images from {args.source}")
+    for method in (get_method(m).name for m in chosen):
+        if get_method(method).unavailable(model):
+            continue
+        m = create_method(method, model)
+        for engine, settings in engines.items():
+            run_args = argparse.Namespace(**{**vars(args), **settings})
+            with tempfile.TemporaryDirectory() as tmp:
+                project, _ = open_run(args.source, tmp, args.image_labels, args.split)
+                warm = project.todo(1)
+                if warm:  # first-call allocations are not the method's cost
+                    propose(project.source().open(warm[0].key), m, LabelRequest(label_map))
+                summary = _engine_run(run_args, project, model, method, None, label_map)
+                project.close()
+            print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s  "
+                  f"({summary.done} images in {summary.seconds:.1f} s)", flush=True)
     return 0
 
 
@@ -328,6 +363,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         params = method_params(args, args.method)
         label_map = load_label_map(args.labels, args.min_score)
+        if args.batch_size < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
+            raise UserError("--batch-size and --actors must be at least 1, --workers at least 0")
         if args.bench:
             return _bench(args, model, label_map)
         if not args.out:
@@ -346,10 +383,9 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        summary = run_prelabel(
-            project, model, args.method, params,
-            label_map if args.labels or args.min_score is not None else None,
-            args.limit, args.topn, progress, log=lambda s: tqdm.write(s, file=sys.stderr),
+        summary = _engine_run(
+            args, project, model, args.method, params, label_map if args.labels or args.min_score is not None else None,
+            progress=progress, log=lambda s: tqdm.write(s, file=sys.stderr),
         )
     finally:
         bar.close()
