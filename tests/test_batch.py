@@ -156,7 +156,8 @@ def test_memory_stays_flat_over_a_long_run(tmp_path, dev_set, model):
     project, new = open_run(str(root), str(tmp_path / "p"))
     assert new == 320
     samples: list[tuple[int, float]] = []
-    run_prelabel(project, model, "cam", batch_size=8, workers=1, progress=lambda done, total, key: samples.append((done, _rss_mb())))
+    run_prelabel(project, model, "cam", batch_size=8, workers=1,
+                 progress=lambda done, total, key: samples.append((done, _rss_mb())))
     assert project.counts()["new"] == 0
     after_warmup = max(rss for done, rss in samples if done <= 80)
     assert max(rss for _, rss in samples) < after_warmup + 40, samples

@@ -187,7 +187,9 @@ class _Photos(torch.utils.data.Dataset):
         return decode(self.source, r.id, r.key, r.image_label, self.size)
 
 
-def photo_batches(source: Source, records: list[ImageRecord], size: int, batch_size: int, workers: int) -> Iterator[list[Decoded]]:
+def photo_batches(
+    source: Source, records: list[ImageRecord], size: int, batch_size: int, workers: int,
+) -> Iterator[list[Decoded]]:
     """Batches of decoded images, `workers` processes decoding ahead of the model (0: in this process)."""
     loader = torch.utils.data.DataLoader(
         _Photos(source, records, size), batch_size=batch_size, num_workers=workers, collate_fn=list,
@@ -202,10 +204,13 @@ def label_batch(
     """The results to store for a batch of decoded images: proposals, or the reason an image failed."""
     start = time.perf_counter()
     ok = [d for d in batch if d.error is None]
-    out = {d.image_id: PrelabelResult(d.image_id, Stage.FAILED, error=d.error, method=method.name) for d in batch if d.error}
+    out = {
+        d.image_id: PrelabelResult(d.image_id, Stage.FAILED, error=d.error, method=method.name) for d in batch if d.error
+    }
     requests = [LabelRequest(label_map, d.image_label, topn) for d in ok]
     try:
-        props = propose_batch(torch.cat([d.pixels for d in ok]), [d.size for d in ok], method, requests, min_area) if ok else []
+        pixels = torch.cat([d.pixels for d in ok]) if ok else None
+        props = propose_batch(pixels, [d.size for d in ok], method, requests, min_area) if ok else []
     except UserError as exc:  # an image's request failed the batch: find which, photo by photo
         if len(ok) > 1:
             return [r for d in batch for r in label_batch([d], method, label_map, topn, min_area)]
@@ -339,7 +344,8 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
                f"batched ({args.batch_size}, {args.workers} decoder)": {"engine": "local"}}
     if args.engine == "ray":
         engines[f"ray ({args.actors or 'one per CPU'} actors)"] = {"engine": "ray"}
-    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {args.limit} images from {args.source}")
+    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, "
+          f"{args.limit} images from {args.source}")
     for method in (get_method(m).name for m in chosen):
         if get_method(method).unavailable(model):
             continue

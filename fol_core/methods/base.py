@@ -59,9 +59,6 @@ class BatchPass:
     activation: torch.Tensor
     """The method's layer's output, (B, C, h, w)."""
 
-    def __len__(self) -> int:
-        return self.pixels.shape[0]
-
     @property
     def probs(self) -> torch.Tensor:
         return self.logits.detach().softmax(-1)
@@ -136,13 +133,13 @@ class Method:
         """One forward pass of a (B, 3, S, S) batch, the method's layer captured (on the model's device)."""
         pixels = pixels.to(self.model.device)
         x = self.model.normalize(pixels)
-        from_input = self.needs_grad and not self.grad_stops_at_layer
-        if from_input:
+        from_layer = self.needs_grad and self.grad_stops_at_layer
+        if self.needs_grad and not from_layer:
             x.requires_grad_(True)
         net = self.model.net
         mode = guided_backprop(net) if self.guided else nullcontext()
-        layer = self.model.layer(self.layer)
-        with (torch.set_grad_enabled(self.needs_grad), mode, capture_output(layer, leaf=self.needs_grad and not from_input) as acts):
+        capture = capture_output(self.model.layer(self.layer), leaf=from_layer)
+        with torch.set_grad_enabled(self.needs_grad), mode, capture as acts:
             logits = net(x)
         if not acts:
             raise RuntimeError(f"layer {self.layer} produced no output")

@@ -124,7 +124,9 @@ class FastLocalization(Method):
         blobs = [[clean_blob(percentile_mask(m, self.percentile)) for m in ms] for ms in maps]
         scores = self.score_blobs_batch(bp.pixels, wanted, blobs)
         probs = bp.probs
-        return [self.union(c, float(probs[r, c]), ms, bs, ss) for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)]
+        return [
+            self.union(c, float(probs[r, c]), ms, bs, ss) for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)
+        ]
 
     def select_neurons_batch(self, bp: BatchPass, wanted: Wanted) -> list[list[tuple[int, int, int]]]:
         """`select_neurons` for each (photo row, class) pair, from one backward pass."""
@@ -137,7 +139,9 @@ class FastLocalization(Method):
         where = where.tolist()
         return [[(ch, where[i][ch] // w, where[i][ch] % w) for ch in top[i]] for i in range(n)]
 
-    def neuron_maps_batch(self, bp: BatchPass, rows: list[int], neurons: list[list[tuple[int, int, int]]]) -> list[np.ndarray]:
+    def neuron_maps_batch(
+        self, bp: BatchPass, rows: list[int], neurons: list[list[tuple[int, int, int]]],
+    ) -> list[np.ndarray]:
         """`neuron_maps` for each row: the j-th neurons of every row are seeded in one backward pass."""
         maps: list[list[torch.Tensor]] = [[] for _ in rows]
         for j in range(max(len(ns) for ns in neurons)):
@@ -152,7 +156,9 @@ class FastLocalization(Method):
         return [torch.stack(m).mean(1).cpu().numpy() for m in maps]
 
     @torch.inference_mode()
-    def score_blobs_batch(self, pixels: torch.Tensor, wanted: Wanted, blobs: list[list[np.ndarray]]) -> list[list[float]]:
+    def score_blobs_batch(
+        self, pixels: torch.Tensor, wanted: Wanted, blobs: list[list[np.ndarray]],
+    ) -> list[list[float]]:
         """`score_blobs` for each (photo row, class) pair, the batch's masked photos in as few passes as pay."""
         masked = torch.cat([
             pixels[r:r + 1] * torch.from_numpy(np.stack(bs)).float()[:, None].to(pixels.device)
