@@ -337,30 +337,47 @@ def _engine_run(args: argparse.Namespace, project: Project, model: Classifier, m
 
 
 def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> int:
-    """images/s per method and engine on the same images, in throw-away projects (nothing written in --out)."""
+    """images/s per method and engine on the same images, in throw-away projects (nothing written in --out).
+
+    Two rates: the whole run, and the steady state after the first committed batch (what a long run gets:
+    Ray's actors load their model during the first batch). With --engine ray, Ray is started once, before."""
     args.limit = args.limit or 20
     chosen = list(METHODS) if args.bench == "all" else [m.strip() for m in args.bench.split(",")]
     engines = {"one at a time": {"engine": "local", "batch_size": 1, "workers": 0},
                f"batched ({args.batch_size}, {args.workers} decoder)": {"engine": "local"}}
+    started = False
     if args.engine == "ray":
+        from .distributed import start_ray
+
+        started = start_ray(args.address)
         engines[f"ray ({args.actors or 'one per CPU'} actors)"] = {"engine": "ray"}
     print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, "
           f"{args.limit} images from {args.source}")
-    for method in (get_method(m).name for m in chosen):
-        if get_method(method).unavailable(model):
-            continue
-        m = create_method(method, model)
-        for engine, settings in engines.items():
-            run_args = argparse.Namespace(**{**vars(args), **settings})
-            with tempfile.TemporaryDirectory() as tmp:
-                project, _ = open_run(args.source, tmp, args.image_labels, args.split)
-                warm = project.todo(1)
-                if warm:  # first-call allocations are not the method's cost
-                    propose(project.source().open(warm[0].key), m, LabelRequest(label_map))
-                summary = _engine_run(run_args, project, model, method, None, label_map)
-                project.close()
-            print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s  "
-                  f"({summary.done} images in {summary.seconds:.1f} s)", flush=True)
+    try:
+        for method in (get_method(m).name for m in chosen):
+            if get_method(method).unavailable(model):
+                continue
+            m = create_method(method, model)
+            for engine, settings in engines.items():
+                run_args = argparse.Namespace(**{**vars(args), **settings})
+                marks: list[tuple[int, float]] = []
+                with tempfile.TemporaryDirectory() as tmp:
+                    project, _ = open_run(args.source, tmp, args.image_labels, args.split)
+                    warm = project.todo(1)
+                    if warm:  # first-call allocations are not the method's cost
+                        propose(project.source().open(warm[0].key), m, LabelRequest(label_map))
+                    summary = _engine_run(run_args, project, model, method, None, label_map,
+                                          progress=lambda done, total, key, marks=marks: marks.append((done, time.perf_counter())))
+                    project.close()
+                first, last = next(((d, t) for d, t in marks if d), (0, 0.0)), marks[-1]
+                steady = (last[0] - first[0]) / (last[1] - first[1]) if last[1] > first[1] else 0.0
+                print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s, {steady:6.2f} after the "
+                      f"first batch  ({summary.done} images in {summary.seconds:.1f} s)", flush=True)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     return 0
 
 
