@@ -117,9 +117,11 @@ def local_ray():
     from fol_core.bootstrap.distributed import start_ray
 
     assert start_ray(cpus=2)
-    assert ray.util.get_node_ip_address() == "127.0.0.1"
-    yield ray
-    ray.shutdown()
+    try:
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from .prelabel import Progress, RunSummary, decode, label_batch
 from .project import PrelabelResult, Project
 from .sources import open_source
 
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 OBJECT_STORE_MB = 128
 """The local Ray's object store: the stream holds a few batches of image keys and results, never images."""
 
@@ -38,15 +39,21 @@ OBJECT_STORE_MB = 128
 def start_ray(address: str | None = None, cpus: int | None = None) -> bool:
     """Connect to the cluster at `address`, or start Ray on this machine alone; False when Ray was already up
     (then the caller did not start it and must not shut it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an offline machine
+    if not address:
+        # Ray turns a loopback node address into the machine's routable one unless it runs "without clusters"
+        # (its switch for single-machine Windows/macOS), read once when ray is imported: set it before.
+        os.environ[LOOPBACK_SWITCH] = "0"
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an offline machine
     common = {"log_to_driver": False, "logging_level": "warning", "configure_logging": False}
     if address:
         ray.init(address=address, **common)
     else:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # in case ray was imported before the switch was set
         ray.init(
             address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
             object_store_memory=OBJECT_STORE_MB << 20, _node_ip_address="127.0.0.1", **common,
