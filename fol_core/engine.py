@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 from .images import ImageSource, load_image
 from .methods import DEFAULT_METHOD, Method, create_method
 from .models import Classifier, load_model
-from .result import Box, Localization
+from .result import Box, Explanation, Localization
 
 RATIO = 0.25
 """Algorithm 2: besides the top class, explain a class when its probability is at least RATIO x the top one's."""
@@ -112,27 +112,84 @@ def explain_photo(photo: Any, method: Method, request: ClassRequest, min_area: f
 
     `photo` is an upright RGB PIL image (see images.load_image).
     """
+    return explain_pixels(method.pixels(photo), photo.size, method, request, min_area)
+
+
+def explain_pixels(
+    pixels: Any, size: tuple[int, int], method: Method, request: ClassRequest, min_area: float = 0.01,
+) -> Localization:
+    """`explain_photo` on the method's input made already (`Method.pixels`), for a photo of `size`."""
     start = time.perf_counter()
-    fp = method.forward(method.pixels(photo))
+    fp = method.forward(pixels)
     probs = fp.probs
     targets = request.targets(probs)
-    explanations, boxes = [], []
-    for t in targets:
-        expl = method.explain(fp, t.class_index)
+    explanations = [method.explain(fp, t.class_index) for t in targets]
+    return _localization(method, size, request, probs, targets, explanations, min_area, start)
+
+
+def _localization(
+    method: Method, size: tuple[int, int], request: ClassRequest, probs: torch.Tensor, targets: list[Target],
+    explanations: list[Explanation], min_area: float, start: float,
+) -> Localization:
+    """The request's explanations labelled and boxed in the photo's pixels, with the top-5."""
+    width, height = size
+    boxes = []
+    for t, expl in zip(targets, explanations):
         expl.label = t.label
-        explanations.append(expl)
-        for b in method.boxes(expl, photo.width, photo.height, min_area):
+        for b in method.boxes(expl, width, height, min_area):
             b.label, b.score = t.label, t.score
             boxes.append(b)
     if request.automatic and targets:
         boxes = drop_duplicate_boxes(boxes, keep={targets[0].class_index})
+    probs = probs.cpu()
     p5, i5 = probs.topk(min(5, len(probs)))
     names = method.model.class_names
     return Localization(
-        width=photo.width, height=photo.height, model=method.model.name, method=method.name, boxes=boxes,
+        width=width, height=height, model=method.model.name, method=method.name, boxes=boxes,
         top5=[(int(i), names[int(i)], float(p)) for p, i in zip(p5, i5)],
         explanations=explanations, seconds=time.perf_counter() - start, probabilities=probs.numpy(),
     )
+
+
+def explain_batch(
+    pixels: torch.Tensor, sizes: Sequence[tuple[int, int]], method: Method, requests: Sequence[ClassRequest],
+    min_area: float = 0.01,
+) -> list[Localization]:
+    """`explain_photo` for a batch: one forward pass for all the photos, and each explanation step once per
+    round (round r explains the r-th requested class of every photo that has one: one, unless topn > 1).
+
+    `pixels` is (B, 3, S, S) as `Classifier.to_pixels` makes them (the photos stretched to the model's
+    square), `sizes` each photo's (width, height): its boxes come back in its own pixels. The boxes are
+    those `explain_photo` gives photo by photo. `seconds` is the batch's time shared equally.
+    """
+    start = time.perf_counter()
+    bp = method.forward_batch(pixels)
+    probs = bp.probs.cpu()
+    targets = [request.targets(p) for request, p in zip(requests, probs)]
+    explanations: list[list[Explanation]] = [[] for _ in targets]
+    for r in range(max((len(t) for t in targets), default=0)):
+        wanted = [(row, t[r].class_index) for row, t in enumerate(targets) if len(t) > r]
+        for (row, _), expl in zip(wanted, method.explain_batch(bp, wanted)):
+            explanations[row].append(expl)
+    del bp  # the graph is no longer needed: free it before boxing
+    results = [
+        _localization(method, size, request, p, t, e, min_area, start)
+        for size, request, p, t, e in zip(sizes, requests, probs, targets, explanations)
+    ]
+    for res in results:
+        res.seconds = (time.perf_counter() - start) / max(1, len(results))
+    return results
+
+
+def explain_photos(
+    photos: Sequence[Any], method: Method, requests: Sequence[ClassRequest], min_area: float = 0.01,
+) -> list[Localization]:
+    """`explain_batch` for upright RGB PIL photos (see images.load_image); a method whose input keeps each
+    photo's shape (not batchable) explains them one at a time."""
+    if not method.batchable:
+        return [explain_photo(p, method, r, min_area) for p, r in zip(photos, requests)]
+    pixels = torch.cat([method.pixels(p) for p in photos])
+    return explain_batch(pixels, [p.size for p in photos], method, requests, min_area)
 
 
 def localize(

@@ -79,15 +79,22 @@ def guided_backprop(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def capture_output(module: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record `module`'s outputs during the block, for this thread's forward passes only."""
+def capture_output(module: nn.Module, leaf: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Record `module`'s outputs during the block, for this thread's forward passes only.
+
+    With `leaf`, the output is cut from the graph below it and made a leaf that requires grad, so the
+    graph starts there: gradients down to this layer, without recording the layers before it."""
     marker: ContextVar[bool] = ContextVar("fol_capture", default=False)
     token = marker.set(True)
     outputs: list[torch.Tensor] = []
 
-    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        if marker.get():
-            outputs.append(output)
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if not marker.get():
+            return None
+        if leaf:
+            output = output.detach().requires_grad_(True)
+        outputs.append(output)
+        return output if leaf else None
 
     handle = module.register_forward_hook(hook)
     try:

@@ -142,10 +142,18 @@ class Classifier:
 
     def to_pixels(self, image: Image.Image, size: int | None = None) -> torch.Tensor:
         """The whole photo stretched to size x size (no crop, so boxes map back to every pixel), in [0, 1]."""
-        size = size or self.input_size
-        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-        arr = np.asarray(resized, dtype=np.float32) / 255.0
-        return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+        return stretch(image, size or self.input_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (move it with `to`)."""
+        return next(self.net.parameters()).device
+
+    def to(self, device: str | torch.device) -> Classifier:
+        """Move the network (and its normalization) to a device, e.g. "cuda" in a GPU worker; returns self."""
+        self.net.to(device)
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+        return self
 
     def to_pixels_kept(self, image: Image.Image, short: int, stride: int = 32) -> torch.Tensor:
         """The whole photo at its own aspect ratio: short side `short`, long side rounded to a multiple of
@@ -176,6 +184,13 @@ class Classifier:
         finally:
             handle.remove()
         return feats[0].flatten(1), logits
+
+
+def stretch(image: Image.Image, size: int) -> torch.Tensor:
+    """`Classifier.to_pixels` without a model (for decoding workers): (1, 3, size, size) in [0, 1]."""
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    arr = np.asarray(resized, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 _LOADED: dict[tuple[str, str | None], Classifier] = {}

@@ -60,3 +60,27 @@ def test_folder_source_reads_links_inside_and_refuses_keys_that_climb_out(tmp_pa
     for key in ("../secret.png", "/etc/passwd"):
         with pytest.raises(paths.UnsafePathError):
             source.read_bytes(key)
+
+
+def test_parquet_of_image_bytes_is_a_source(tmp_path, examples_dir):
+    """A Parquet file written elsewhere (a binary column of encoded images, a label column) reads like a dataset."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = ["chelsea.png", "rocket.jpg"]
+    table = pa.table({
+        "name": names,
+        "data": pa.array([(examples_dir / n).read_bytes() for n in names], pa.binary()),
+        "label": ["cat", "rocket"],
+    })
+    pq.write_table(table, tmp_path / "photos.parquet")
+    spec = source_spec(str(tmp_path / "photos.parquet"), image_labels="label")
+    assert spec["mode"] == "parquet"
+    work = tmp_path / "project"
+    work.mkdir()
+    src = open_source(spec, work)
+    items = list(src.items())
+    assert [(i.key, i.label) for i in items] == [("train/0", "cat"), ("train/1", "rocket")]
+    assert src.read_bytes("train/1") == (examples_dir / "rocket.jpg").read_bytes()
+    assert src.open("train/0").size == Image.open(examples_dir / "chelsea.png").size
+    assert (work / ".cache").is_dir()  # the Arrow cache stays in the project's folder

@@ -7,8 +7,10 @@ the map's threshold the image is marked "no object found" rather than given a fo
 image-level label (folder name, CSV) restricts the labels to those it names and is localized even
 below the threshold: the paper's class query.
 
-Each image's result is committed to the project database as soon as it is computed, so a run that
-is stopped carries on where it was when started again, without redoing or duplicating an image.
+Images go through the engine in batches (decoded ahead by DataLoader workers); each batch's results are
+committed to the project database in one transaction before they count as done, so a run that is stopped
+carries on where it was when started again, without redoing or duplicating an image. `--engine ray` runs
+the same batches in a Ray Data actor pool (fol_core.bootstrap.distributed), this process the only writer.
 """
 
 from __future__ import annotations
@@ -18,31 +20,33 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from ..cli import add_method_arguments, add_model_arguments, method_params
-from ..engine import RATIO, Target, close_to_top, explain_photo
+from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo, explain_pixels
 from ..errors import UserError, about, line, one_line
 from ..labelmap import LabelMap, load_label_map
-from ..methods import DEFAULT_METHOD, METHODS, Method, create_method
+from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model
-from ..result import Box
-from .project import DB_NAME, MARKER, Project, Stage, read_marker
+from ..result import Box, Localization
+from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker
 from .sources import SHOW_FIRST, Source, SourceError, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 
 KEEP_SCORES = 10
 """Label scores kept per image (the best ones), for the review's display."""
-PREFETCH = 4
-"""Images decoded ahead of the model, in a background thread."""
+BATCH_SIZE = 8
+"""Images per engine batch (and per database commit). On a CPU a larger batch runs no faster (README's bench)."""
+WORKERS = 1
+"""Processes decoding images ahead of the model."""
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, message) for the app's progress bar."""
@@ -91,7 +95,18 @@ class Proposal:
 
 def propose(photo: Image.Image, method: Method, request: LabelRequest, min_area: float = 0.01) -> Proposal:
     """Boxes for the image's best user label(s), or no_object when none scores label_map.threshold."""
-    result = explain_photo(photo, method, request, min_area)
+    return _proposal(explain_photo(photo, method, request, min_area), request)
+
+
+def propose_batch(
+    pixels: torch.Tensor, sizes: Sequence[tuple[int, int]], method: Method, requests: Sequence[LabelRequest],
+    min_area: float = 0.01,
+) -> list[Proposal]:
+    """`propose` for a batch of photos as `Classifier.to_pixels` makes them, through the batched engine."""
+    return [_proposal(r, q) for r, q in zip(explain_batch(pixels, sizes, method, requests, min_area), requests)]
+
+
+def _proposal(result: Localization, request: LabelRequest) -> Proposal:
     scores = request.label_map.scores(torch.from_numpy(result.probabilities))
     ranked = sorted(scores, key=scores.__getitem__, reverse=True)
     chosen = [e.label for e in result.explanations]
@@ -117,6 +132,18 @@ class RunSummary:
     """What was left out or not understood (files a zip could not give, CSV rows, image labels no label
     of the map matches), one line each."""
 
+    def add(self, keys: list[str], results: list[PrelabelResult], log: Callable[[str], None] | None = None) -> None:
+        """Count a committed batch (the images' keys and results)."""
+        for key, r in zip(keys, results):
+            self.done += 1
+            self.proposed += r.stage == Stage.PROPOSED
+            self.no_object += r.stage == Stage.NO_OBJECT
+            if r.stage == Stage.FAILED:
+                self.failed += 1
+                self.errors.append(f"{key}: {r.error}")
+                if log:
+                    log(f"skipped {key}: {r.error}")
+
     @property
     def images_per_second(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
@@ -129,15 +156,82 @@ class RunSummary:
         )
 
 
-def _prefetch(source: Source, keys: list[str]) -> Iterator[tuple[str, Future]]:
-    """Decode images in a background thread, at most PREFETCH ahead of the model."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: list[tuple[str, Future]] = []
-        for key in keys:
-            pending.append((key, pool.submit(source.open, key)))
-            if len(pending) > PREFETCH:
-                yield pending.pop(0)
-        yield from pending
+@dataclass
+class Decoded:
+    """One image ready for the model: its pixels and size, or why it could not be read."""
+
+    image_id: int
+    key: str
+    image_label: str | None
+    pixels: Any = None
+    """The method's input (Method.pixels): (1, 3, S, S) for a batchable method."""
+    size: tuple[int, int] = (0, 0)
+    error: str | None = None
+
+
+def decode(source: Source, image_id: int, key: str, image_label: str | None, method: Method) -> Decoded:
+    """Read one image and make the method's input of it (a worker's job); an unreadable one comes back with
+    its one-line error."""
+    try:
+        photo = source.open(key)
+    except (UserError, OSError) as exc:
+        return Decoded(image_id, key, image_label, error=about(key, exc))
+    return Decoded(image_id, key, image_label, method.pixels(photo), photo.size)
+
+
+class _Photos(torch.utils.data.Dataset):
+    """The records to pre-label, decoded by the DataLoader's workers."""
+
+    def __init__(self, source: Source, records: list[ImageRecord], method: Method) -> None:
+        self.source, self.records, self.method = source, records, method
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Decoded:
+        r = self.records[i]
+        return decode(self.source, r.id, r.key, r.image_label, self.method)
+
+
+def photo_batches(
+    source: Source, records: list[ImageRecord], method: Method, batch_size: int, workers: int,
+) -> Iterator[list[Decoded]]:
+    """Batches of decoded images, `workers` processes decoding ahead of the model (0: in this process)."""
+    loader = torch.utils.data.DataLoader(
+        _Photos(source, records, method), batch_size=batch_size, num_workers=workers, collate_fn=list,
+        prefetch_factor=2 if workers else None,
+    )
+    yield from loader
+
+
+def label_batch(
+    batch: list[Decoded], method: Method, label_map: LabelMap, topn: int = 1, min_area: float = 0.01,
+) -> list[PrelabelResult]:
+    """The results to store for a batch of decoded images: proposals, or the reason an image failed."""
+    start = time.perf_counter()
+    ok = [d for d in batch if d.error is None]
+    out = {
+        d.image_id: PrelabelResult(d.image_id, Stage.FAILED, error=d.error, method=method.name) for d in batch if d.error
+    }
+    requests = [LabelRequest(label_map, d.image_label, topn) for d in ok]
+    try:
+        if method.batchable:
+            pixels = torch.cat([d.pixels for d in ok]) if ok else None
+            props = propose_batch(pixels, [d.size for d in ok], method, requests, min_area) if ok else []
+        else:  # inputs of each photo's own shape: one photo at a time
+            props = [_proposal(explain_pixels(d.pixels, d.size, method, q, min_area), q) for d, q in zip(ok, requests)]
+    except UserError as exc:  # an image's request failed the batch: find which, photo by photo
+        if len(ok) > 1:
+            return [r for d in batch for r in label_batch([d], method, label_map, topn, min_area)]
+        out[ok[0].image_id] = PrelabelResult(ok[0].image_id, Stage.FAILED, error=one_line(exc), method=method.name)
+        props = []
+    seconds = (time.perf_counter() - start) / max(1, len(ok))
+    for d, prop in zip(ok, props):
+        out[d.image_id] = PrelabelResult(
+            d.image_id, prop.stage, d.size[0], d.size[1], prop.boxes, prop.confidence, prop.top5,
+            prop.label_scores, None, method.name, seconds,
+        )
+    return [out[d.image_id] for d in batch]
 
 
 def open_run(
@@ -184,8 +278,11 @@ def run_prelabel(
     topn: int = 1,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+    workers: int = WORKERS,
 ) -> RunSummary:
-    """Pre-label the project's images not done yet (at most `limit`), committing each as it is done.
+    """Pre-label the project's images not done yet (at most `limit`), `batch_size` at a time through the batched
+    engine, decoded by `workers` processes ahead of it; each batch is committed before it counts as done.
     A trained model's labels are its own classes."""
     if not model.imagenet:
         if label_map is not None and label_map.model_classes != tuple(model.class_names):
@@ -199,35 +296,15 @@ def run_prelabel(
     m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)
     summary = RunSummary(notes=[*project.source().notes, *unknown_labels(todo, lm)])
-    by_key = {r.key: r for r in todo}
     start = time.perf_counter()
-    source = project.source()
     if progress:
         progress(0, len(todo), "")
-    for key, future in _prefetch(source, [r.key for r in todo]):
-        rec = by_key[key]
-        t0 = time.perf_counter()
-        try:
-            photo = future.result()
-            prop = propose(photo, m, LabelRequest(lm, rec.image_label, topn))
-        except (UserError, OSError) as exc:
-            message = about(rec.key, exc)
-            project.save_prelabel(rec.id, stage=Stage.FAILED, error=message, method=method)
-            summary.failed += 1
-            summary.errors.append(message)
-            if log:
-                log(f"skipped {message}")
-        else:
-            project.save_prelabel(
-                rec.id, stage=prop.stage, width=photo.width, height=photo.height, proposals=prop.boxes,
-                confidence=prop.confidence, top5=prop.top5, label_scores=prop.label_scores, method=method,
-                seconds=time.perf_counter() - t0,
-            )
-            summary.proposed += prop.stage == Stage.PROPOSED
-            summary.no_object += prop.stage == Stage.NO_OBJECT
-        summary.done += 1
+    for batch in photo_batches(project.source(), todo, m, batch_size, workers):
+        results = label_batch(batch, m, lm, topn)
+        project.save_prelabels(results)  # committed before any of them counts as done
+        summary.add([d.key for d in batch], results, log)
         if progress:
-            progress(summary.done, len(todo), rec.key)
+            progress(summary.done, len(todo), batch[-1].key)
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
@@ -280,24 +357,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topn", type=int, default=1, help="localize up to N labels per image (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="pre-label at most N images in this run")
     parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
-    parser.add_argument("--bench", action="store_true", help="time every method on --limit images (default 20) in a scratch project, print images/s")
+    parser.add_argument("--engine", default="local", choices=("local", "ray"),
+                        help="local: this process, batched; ray: a Ray Data actor pool (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per engine batch and per commit (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="local engine: processes decoding ahead of the model (default: %(default)s)")
+    parser.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per CPU of the local Ray)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor (0: CPU actors; default: %(default)s)")
+    parser.add_argument("--address", default=None, help="ray: a running cluster's address (default: start Ray on this machine, 127.0.0.1)")
+    parser.add_argument("--bench", nargs="?", const="all", default=None, metavar="METHODS",
+                        help="time METHODS (comma-separated; default all) on --limit images (default 20) in scratch projects: "
+                             "one at a time, batched, and with --engine ray on Ray; print images/s")
     add_model_arguments(parser)
     add_method_arguments(parser)
 
 
+def _engine_run(args: argparse.Namespace, project: Project, model: Classifier, method: str, params: dict | None,
+                label_map: LabelMap | None, **kwargs) -> RunSummary:
+    """One pre-label run on the engine the arguments choose."""
+    if args.engine == "ray":
+        from .distributed import run_prelabel_ray
+
+        return run_prelabel_ray(
+            project, model.name, method, params, label_map, args.limit, args.topn, batch_size=args.batch_size,
+            actors=args.actors, gpus_per_actor=args.gpus_per_actor, threads=args.threads or 1,
+            address=args.address, weights=args.weights, **kwargs,
+        )
+    return run_prelabel(project, model, method, params, label_map, args.limit, args.topn, batch_size=args.batch_size,
+                        workers=args.workers, **kwargs)
+
+
 def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> int:
-    """images/s per method on the same images, in a throw-away project (nothing written in --out)."""
-    limit = args.limit or 20
-    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, {limit} images from {args.source}")
-    for method in (m for m, cls in METHODS.items() if not cls.unavailable(model)):
-        with tempfile.TemporaryDirectory() as tmp:
-            project, _ = open_run(args.source, tmp, args.image_labels, args.split)
-            warm = project.todo(1)
-            if warm:  # first-call allocations are not the method's cost
-                propose(project.source().open(warm[0].key), create_method(method, model), LabelRequest(label_map))
-            summary = run_prelabel(project, model, method, label_map=label_map, limit=limit)
-            project.close()
-        print(f"  {method:<8} {summary.images_per_second:6.2f} images/s  ({summary.done} images in {summary.seconds:.1f} s)")
+    """images/s per method and engine on the same images, in throw-away projects (nothing written in --out).
+
+    Two rates: the whole run, and the steady state after the first committed batch (what a long run gets:
+    Ray's actors load their model during the first batch). With --engine ray, Ray is started once, before."""
+    args.limit = args.limit or 20
+    chosen = list(METHODS) if args.bench == "all" else [m.strip() for m in args.bench.split(",")]
+    engines = {"one at a time": {"engine": "local", "batch_size": 1, "workers": 0},
+               f"batched ({args.batch_size}, {args.workers} decoder)": {"engine": "local"}}
+    started = False
+    if args.engine == "ray":
+        from .distributed import start_ray
+
+        started = start_ray(args.address)
+        engines[f"ray ({args.actors or 'one per CPU'} actors)"] = {"engine": "ray"}
+    print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, "
+          f"{args.limit} images from {args.source}")
+    try:
+        for method in (get_method(m).name for m in chosen):
+            if get_method(method).unavailable(model):
+                continue
+            m = create_method(method, model)
+            for engine, settings in engines.items():
+                run_args = argparse.Namespace(**{**vars(args), **settings})
+                marks: list[tuple[int, float]] = []
+                with tempfile.TemporaryDirectory() as tmp:
+                    project, _ = open_run(args.source, tmp, args.image_labels, args.split)
+                    warm = project.todo(1)
+                    if warm:  # first-call allocations are not the method's cost
+                        propose(project.source().open(warm[0].key), m, LabelRequest(label_map))
+                    summary = _engine_run(run_args, project, model, method, None, label_map,
+                                          progress=lambda done, total, key, marks=marks: marks.append((done, time.perf_counter())))
+                    project.close()
+                first, last = next(((d, t) for d, t in marks if d), (0, 0.0)), marks[-1]
+                steady = (last[0] - first[0]) / (last[1] - first[1]) if last[1] > first[1] else 0.0
+                print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s, {steady:6.2f} after the "
+                      f"first batch  ({summary.done} images in {summary.seconds:.1f} s)", flush=True)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     return 0
 
 
@@ -306,6 +436,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         params = method_params(args, args.method)
         label_map = load_label_map(args.labels, args.min_score)
+        if args.batch_size < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
+            raise UserError("--batch-size and --actors must be at least 1, --workers at least 0")
         if args.bench:
             return _bench(args, model, label_map)
         if not args.out:
@@ -324,10 +456,9 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        summary = run_prelabel(
-            project, model, args.method, params,
-            label_map if args.labels or args.min_score is not None else None,
-            args.limit, args.topn, progress, log=lambda s: tqdm.write(s, file=sys.stderr),
+        summary = _engine_run(
+            args, project, model, args.method, params, label_map if args.labels or args.min_score is not None else None,
+            progress=progress, log=lambda s: tqdm.write(s, file=sys.stderr),
         )
     finally:
         bar.close()

@@ -148,6 +148,23 @@ class ImageRecord:
         return list(self.boxes) if self.boxes is not None else list(self.proposals)
 
 
+@dataclass
+class PrelabelResult:
+    """What the pre-labeler stores for one image (`save_prelabels`)."""
+
+    image_id: int
+    stage: str
+    width: int | None = None
+    height: int | None = None
+    proposals: list[Box] = field(default_factory=list)
+    confidence: float | None = None
+    top5: list[dict] = field(default_factory=list)
+    label_scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    method: str | None = None
+    seconds: float | None = None
+
+
 def _boxes_json(boxes: Iterable[Box]) -> str:
     return json.dumps([b.to_dict() for b in boxes], ensure_ascii=False)
 
@@ -338,16 +355,26 @@ class Project:
     ) -> None:
         """One image's pre-label result, in one transaction (`unreviewed_only`: left as it is if the reviewer
         has decided on it meanwhile)."""
+        self.save_prelabels([PrelabelResult(
+            image_id, stage, width, height, proposals or [], confidence, top5 or [], label_scores or {}, error,
+            method, seconds,
+        )], unreviewed_only)
+
+    def save_prelabels(self, results: Iterable[PrelabelResult], unreviewed_only: bool = False) -> None:
+        """A batch of images' pre-label results in one transaction: all of them are on disk when it returns,
+        or (killed before) none; one commit per batch keeps the writes at the pace of a batched engine.
+        `unreviewed_only`: an image the reviewer has decided on meanwhile is left as it is."""
         with self.transaction() as db:
-            self._add_labels(db, (b.label for b in proposals or []))
-            db.execute(
-                "UPDATE images SET stage=?, width=?, height=?, proposals=?, confidence=?, top5=?, label_scores=?,"
-                " error=?, method=?, seconds=?, updated=? WHERE id=?" + (" AND review IS NULL" if unreviewed_only else ""),
-                (
-                    stage, width, height, _boxes_json(proposals or []), confidence, json.dumps(top5 or []),
-                    json.dumps(label_scores or {}), error, method, seconds, time.time(), image_id,
-                ),
-            )
+            for r in results:
+                self._add_labels(db, (b.label for b in r.proposals))
+                db.execute(
+                    "UPDATE images SET stage=?, width=?, height=?, proposals=?, confidence=?, top5=?, label_scores=?,"
+                    " error=?, method=?, seconds=?, updated=? WHERE id=?" + (" AND review IS NULL" if unreviewed_only else ""),
+                    (
+                        r.stage, r.width, r.height, _boxes_json(r.proposals), r.confidence, json.dumps(r.top5),
+                        json.dumps(r.label_scores), r.error, r.method, r.seconds, time.time(), r.image_id,
+                    ),
+                )
 
     # --- review ---------------------------------------------------------------------------------
 

@@ -186,6 +186,8 @@ class DatasetSource(Source):
                 loaded = datasets.load_from_disk(path)
             elif mode == "imagefolder":
                 loaded = datasets.load_dataset("imagefolder", data_dir=path, cache_dir=str(cache_dir) if cache_dir else None)
+            elif mode == "parquet":
+                loaded = datasets.load_dataset("parquet", data_files=path, cache_dir=str(cache_dir) if cache_dir else None)
             else:
                 loaded = datasets.load_dataset(path)
         except (OSError, ValueError) as exc:  # incl. FileNotFoundError, ConnectionError, DatasetNotFoundError
@@ -198,6 +200,12 @@ class DatasetSource(Source):
         else:
             self.splits = {split or "train": loaded}
         first = next(iter(self.splits.values()))
+        if mode == "parquet" and not any(isinstance(f, datasets.Image) for f in first.features.values()):
+            # Parquet from elsewhere: the first column of raw bytes holds the encoded images
+            raw = next((n for n, f in first.features.items() if getattr(f, "dtype", None) in ("binary", "large_binary")), None)
+            if raw is not None:
+                self.splits = {s: d.cast_column(raw, datasets.Image(decode=False)) for s, d in self.splits.items()}
+                first = next(iter(self.splits.values()))
         self.image_column = next((n for n, f in first.features.items() if isinstance(f, datasets.Image)), None)
         if self.image_column is None:
             raise SourceError(f"{path}: the dataset has no Image column")
@@ -269,7 +277,8 @@ def source_spec(text: str, image_labels: str | None = None, split: str | None = 
     - a folder: its images, recursively (a folder saved by `datasets.save_to_disk` is read as a dataset);
     - a .zip: extracted safely into the project's folder (`source/`), then read as a folder;
     - `hf:DIR` (a local folder): `datasets.load_dataset("imagefolder", data_dir=DIR)`;
-    - `hf:OWNER/NAME`: a dataset from the Hugging Face Hub (online, or from the local cache).
+    - `hf:OWNER/NAME`: a dataset from the Hugging Face Hub (online, or from the local cache);
+    - a .parquet file: a column of encoded images (a `datasets` Image column, or the first binary column).
     """
     labels = str(Path(image_labels).resolve()) if image_labels and image_labels != "folders" and Path(image_labels).is_file() else image_labels
     if text.startswith("hf:"):
@@ -278,6 +287,8 @@ def source_spec(text: str, image_labels: str | None = None, split: str | None = 
         path = str(Path(target).resolve()) if mode != "hub" else target
         return {"kind": "hf", "mode": mode, "path": path, "split": split, "image_labels": labels}
     path = Path(text)
+    if path.is_file() and path.suffix.lower() == ".parquet":
+        return {"kind": "hf", "mode": "parquet", "path": str(path.resolve()), "split": split, "image_labels": labels}
     if path.is_file() and path.suffix.lower() == ".zip":
         digest = hashlib.sha256()
         with path.open("rb") as f:
@@ -320,7 +331,7 @@ def open_source(spec: dict, workdir: str | Path | None = None) -> Source:
         return source
     if kind == "hf":
         # an imagefolder's Arrow cache goes in the project's folder, not in a global cache
-        cache = Path(workdir) / ".cache" if workdir and spec["mode"] == "imagefolder" else None
+        cache = Path(workdir) / ".cache" if workdir and spec["mode"] in ("imagefolder", "parquet") else None
         return DatasetSource(spec["mode"], spec["path"], spec.get("split"), spec.get("image_labels"), cache,
                              spec.get("within"))
     raise SourceError(f"unknown source kind {kind!r}")

@@ -1,7 +1,15 @@
-"""The base method owns the forward pass and the hooks; each method only says how to explain a class."""
+"""The base method owns the forward pass and the hooks; each method only says how to explain a class.
+
+Batches: `forward_batch` runs a batch of photos through one graph and `explain_batch` explains one class
+in each of several of its photos. Photos never mix in a batch (the network is in eval mode, its BatchNorm
+frozen), so one backward pass from the sum of their class scores gives each photo its own gradient. The
+base's `explain_batch` explains photo by photo, which is right for any method; a method batches for real
+by overriding it (Grad-CAM and CAM through `HeatmapMethod.channel_weights_batch`, FOL with its own).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +53,30 @@ class ForwardPass:
         return logits.sigmoid() if self.multilabel else logits.softmax(-1)
 
 
+@dataclass
+class BatchPass:
+    """One forward graph for a batch of photos: row i of every tensor is photo i."""
+
+    pixels: torch.Tensor
+    """(B, 3, S, S) in [0, 1]."""
+    x: torch.Tensor
+    logits: torch.Tensor
+    """(B, classes)"""
+    activation: torch.Tensor
+    """The method's layer's output, (B, C, h, w)."""
+    multilabel: bool = False
+    """Each class's probability is its own sigmoid (a trained model), not a softmax over classes."""
+
+    @property
+    def probs(self) -> torch.Tensor:
+        logits = self.logits.detach()
+        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+
+
+Wanted = Sequence[tuple[int, int]]
+"""(photo row, class index) pairs to explain in a batch, each row at most once."""
+
+
 class Method:
     """Base of every localization method. A subclass declares itself in its class attributes (name, title,
     params, ...) and says how to explain a class; the base owns the forward pass, the hooks and the parameters."""
@@ -62,6 +94,11 @@ class Method:
     """Record the forward graph with guided ReLUs (FOL)."""
     needs_grad: ClassVar[bool] = True
     """Record a graph from the input image (parameters are frozen, so the graph starts there)."""
+    batchable: ClassVar[bool] = True
+    """Photos share one input shape (the registry's square), so a batch stacks them into one pass; False
+    for a method whose `pixels` keep each photo's own shape."""
+    grad_stops_at_layer: ClassVar[bool] = False
+    """The method only takes gradients down to its layer: the graph may start there (a cheaper forward)."""
 
     def __init__(self, model: Classifier, **params: Any) -> None:
         known = {p.name: p for p in self.params}
@@ -105,19 +142,34 @@ class Method:
         return self.model.to_pixels(photo)
 
     def forward(self, pixels: torch.Tensor) -> ForwardPass:
+        bp = self.forward_batch(pixels)
+        return ForwardPass(bp.pixels, bp.x, bp.logits[0], bp.activation, bp.multilabel)
+
+    def forward_batch(self, pixels: torch.Tensor) -> BatchPass:
+        """One forward pass of a (B, 3, S, S) batch, the method's layer captured (on the model's device)."""
+        pixels = pixels.to(self.model.device)
         x = self.model.normalize(pixels)
-        if self.needs_grad:
+        from_layer = self.needs_grad and self.grad_stops_at_layer
+        if self.needs_grad and not from_layer:
             x.requires_grad_(True)
         net = self.model.net
         mode = guided_backprop(net) if self.guided else nullcontext()
-        with torch.set_grad_enabled(self.needs_grad), mode, capture_output(self.model.layer(self.layer)) as acts:
+        capture = capture_output(self.model.layer(self.layer), leaf=from_layer)
+        with torch.set_grad_enabled(self.needs_grad), mode, capture as acts:
             logits = net(x)
         if not acts:
             raise RuntimeError(f"layer {self.layer} produced no output")
-        return ForwardPass(pixels, x, logits[0], acts[-1], self.model.multilabel)
+        return BatchPass(pixels, x, logits, acts[-1], self.model.multilabel)
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         raise NotImplementedError
+
+    def explain_batch(self, bp: BatchPass, wanted: Wanted) -> list[Explanation]:
+        """An explanation for each (photo row, class) pair, as `explain` gives it for the photo alone.
+
+        The base explains photo by photo (a forward pass each), so a new method batches correctly before
+        it batches fast; methods override it to share the batch's passes."""
+        return [self.explain(self.forward(bp.pixels[row:row + 1]), c) for row, c in wanted]
 
     def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
         """The explanation with `param` set to each of `values` (calibration); methods override it to share work."""
@@ -136,7 +188,12 @@ class Method:
 
 def upsample(heat: torch.Tensor, size: int) -> np.ndarray:
     """(h, w) heatmap to (size, size), bilinear, scaled to [0, 1]."""
-    up = torch.nn.functional.interpolate(heat[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-    up = up - up.min()
-    peak = float(up.max())
-    return (up / peak if peak > 0 else up).numpy()
+    return upsample_batch(heat[None], size)[0]
+
+
+def upsample_batch(heats: torch.Tensor, size: int) -> np.ndarray:
+    """(n, h, w) heatmaps to (n, size, size), bilinear, each scaled to [0, 1]."""
+    up = torch.nn.functional.interpolate(heats[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    up = up - up.amin((1, 2), keepdim=True)
+    peak = up.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, up / peak.clamp_min(torch.finfo(up.dtype).tiny), up).cpu().numpy()

@@ -15,8 +15,12 @@ import torch
 from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
 from ..result import Box, Explanation
-from .base import ForwardPass, Method
+from .base import BatchPass, ForwardPass, Method, Wanted
 from .params import LAYER, Param, ParamError
+
+SCORE_CHUNK = 256
+"""Masked photos re-scored per forward pass of a batch on a GPU. On a CPU each photo's blobs go in one pass, as
+for a photo alone: measured here, EfficientNet-Lite0 runs no more images/s at batch 8 than at 1, and fewer at 40."""
 
 
 class FastLocalization(Method):
@@ -92,14 +96,85 @@ class FastLocalization(Method):
     def explain_maps(self, fp: ForwardPass, class_index: int, maps: np.ndarray, percentile: float) -> Explanation:
         """Blobs from the neurons' maps at `percentile`, each re-scored; the union of the k best."""
         blobs = [clean_blob(percentile_mask(m, percentile)) for m in maps]
-        scores = [s if b.any() else -1.0 for s, b in zip(self.score_blobs(fp.pixels, blobs, class_index), blobs)]
+        scores = self.score_blobs(fp.pixels, blobs, class_index)
+        return self.union(class_index, float(fp.probs[class_index]), maps, blobs, scores)
+
+    def union(
+        self, class_index: int, probability: float, maps: np.ndarray, blobs: list[np.ndarray], scores: list[float],
+    ) -> Explanation:
+        """The union of the k best-scoring blobs (an empty blob never counts)."""
+        scores = [s if b.any() else -1.0 for s, b in zip(scores, blobs)]
         chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
         union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)
         return Explanation(
-            class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
+            class_index, self.model.class_names[class_index], probability,
             neuron_maps=[np.clip(m, 0, None) for m in maps], blobs=blobs, blob_scores=scores,
             chosen=chosen, mask=union,
         )
+
+    # --- batches: each step of Algorithm 1 once for all the batch's photos ------------------------
+
+    def explain_batch(self, bp: BatchPass, wanted: Wanted) -> list[Explanation]:
+        """One ranking backward pass, kmax guided backward passes and one re-scoring forward pass (in chunks)
+        for the whole batch; the reference schedule keeps its one pass per neuron, photo by photo."""
+        if self.schedule != "batched" or not wanted:
+            return super().explain_batch(bp, wanted)
+        maps = self.neuron_maps_batch(bp, [r for r, _ in wanted], self.select_neurons_batch(bp, wanted))
+        blobs = [[clean_blob(percentile_mask(m, self.percentile)) for m in ms] for ms in maps]
+        scores = self.score_blobs_batch(bp.pixels, wanted, blobs)
+        probs = bp.probs
+        return [
+            self.union(c, float(probs[r, c]), ms, bs, ss) for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)
+        ]
+
+    def select_neurons_batch(self, bp: BatchPass, wanted: Wanted) -> list[list[tuple[int, int, int]]]:
+        """`select_neurons` for each (photo row, class) pair, from one backward pass."""
+        rows, cls = (list(v) for v in zip(*wanted))
+        (grad,) = torch.autograd.grad(bp.logits[rows, cls].sum(), bp.activation, retain_graph=True)
+        dam = (bp.activation.detach() * grad)[rows]
+        n, c, h, w = dam.shape
+        best, where = dam.reshape(n, c, h * w).max(2)
+        top = best.argsort(1, descending=True)[:, : self.kmax].tolist()
+        where = where.tolist()
+        return [[(ch, where[i][ch] // w, where[i][ch] % w) for ch in top[i]] for i in range(n)]
+
+    def neuron_maps_batch(
+        self, bp: BatchPass, rows: list[int], neurons: list[list[tuple[int, int, int]]],
+    ) -> list[np.ndarray]:
+        """`neuron_maps` for each row: the j-th neurons of every row are seeded in one backward pass."""
+        maps: list[list[torch.Tensor]] = [[] for _ in rows]
+        for j in range(max(len(ns) for ns in neurons)):
+            seed = torch.zeros_like(bp.activation)
+            active = [i for i, ns in enumerate(neurons) if j < len(ns)]
+            for i in active:
+                ch, y, x = neurons[i][j]
+                seed[rows[i], ch, y, x] = 1.0
+            (grad,) = torch.autograd.grad(bp.activation, bp.x, seed, retain_graph=True)
+            for i in active:
+                maps[i].append(grad[rows[i]])
+        return [torch.stack(m).mean(1).cpu().numpy() for m in maps]
+
+    @torch.inference_mode()
+    def score_blobs_batch(
+        self, pixels: torch.Tensor, wanted: Wanted, blobs: list[list[np.ndarray]],
+    ) -> list[list[float]]:
+        """`score_blobs` for each (photo row, class) pair, the batch's masked photos in as few passes as pay."""
+        masked = torch.cat([
+            pixels[r:r + 1] * torch.from_numpy(np.stack(bs)).float()[:, None].to(pixels.device)
+            for (r, _), bs in zip(wanted, blobs)
+        ])
+        cls = torch.tensor([c for (_, c), bs in zip(wanted, blobs) for _ in bs], device=pixels.device)
+        net, norm = self.model.net, self.model.normalize
+        chunk = SCORE_CHUNK if pixels.device.type != "cpu" else max(len(bs) for bs in blobs)
+        probs = torch.cat([
+            net(norm(part)).softmax(-1).gather(1, c[:, None])[:, 0]
+            for part, c in zip(masked.split(chunk), cls.split(chunk))
+        ]).tolist()
+        out, start = [], 0
+        for bs in blobs:
+            out.append(probs[start:start + len(bs)])
+            start += len(bs)
+        return out
 
     def boxes(self, expl: Explanation, width: int, height: int, min_area: float = 0.0) -> list[Box]:
         """One box around the union of the chosen blobs."""

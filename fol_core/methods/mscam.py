@@ -32,6 +32,7 @@ class MultiScaleCAM(HeatmapMethod):
         Param("scales", "224,320,448", "short sides of the photo at each forward pass (comma-separated)", kind=str),
     )
     needs_grad = False
+    batchable = False
 
     @classmethod
     def unavailable(cls, model: Classifier) -> str | None:
