@@ -15,7 +15,7 @@ from torchvision.datasets import VOCDetection
 from fol_core import annotator, webapp
 from fol_core.errors import UserError
 from fol_core.images import ImageError
-from fol_core.methods import ParamError
+from fol_core.methods import METHODS, ParamError
 from fol_core.result import Box, Localization
 from fol_core.webapp import localize
 
@@ -81,7 +81,7 @@ def test_method_params_from_the_advanced_panel():
     assert localize.method_params("gradcam", panel("gradcam", layer=""))["threshold"] == 0.3
     with pytest.raises(ParamError, match="threshold"):
         localize.method_params("gradcam", panel("gradcam", threshold=1.5))
-    assert {c.method for c in localize.CONTROLS} == {"fol", "gradcam", "cam", "wsddn"}  # generated: every method
+    assert {c.method for c in localize.CONTROLS} == set(METHODS)  # generated: every method has a panel
 
 def test_class_choices_cover_imagenet_and_find_synonyms():
     choices = localize.class_choices()
