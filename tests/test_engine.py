@@ -251,3 +251,32 @@ def test_registry_layers_exist_in_each_architecture(name):
     if name == "vgg16":  # the paper's layer 11: conv5_2's ReLU
         assert isinstance(net.get_submodule("features.27"), SwitchableReLU)
         assert isinstance(net.get_submodule("features.26"), nn.Conv2d)
+
+
+def test_multiscale_cam_keeps_the_photos_shape_and_finds_the_cat(model, examples_dir):
+    photo = load_image(examples_dir / "chelsea.png")  # 451 x 300
+    result = localize(photo, model, "mscam")
+    (expl,) = result.explanations
+    h, w = expl.heatmap.shape
+    assert h == 448 and w == pytest.approx(448 * 451 / 300, abs=32)  # the largest scale, aspect kept
+    assert result.top5[0][0] in CATS and result.boxes[0].class_index in CATS
+    box = result.boxes[0]
+    assert 0 <= box.x0 < box.x1 <= 451 and 0 <= box.y0 < box.y1 <= 300
+    with pytest.raises(UserError, match="scales"):
+        localize(photo, model, "mscam", scales="16,x")
+
+
+def test_multiscale_cam_pre_labels_photo_by_photo_as_the_engine_does(model, examples_dir, tmp_path):
+    from fol_core.bootstrap.prelabel import LabelRequest, label_batch, open_run, photo_batches
+    from fol_core.engine import explain_photo
+    from fol_core.labelmap import LabelMap
+    from fol_core.methods import create_method
+
+    project, _ = open_run(str(examples_dir), str(tmp_path / "p"))
+    method, lm = create_method("mscam", model), LabelMap.imagenet()
+    (batch,) = photo_batches(project.source(), project.todo(), method, batch_size=8, workers=0)
+    results = label_batch(batch, method, lm)
+    for d, r in zip(batch, results):
+        alone = explain_photo(project.source().open(d.key), method, LabelRequest(lm))
+        assert [(b.x0, b.y0, b.x1, b.y1) for b in r.proposals] == [(b.x0, b.y0, b.x1, b.y1) for b in alone.boxes]
+    project.close()

@@ -89,7 +89,7 @@ def test_thirty_photos_give_the_png_and_a_csv_of_thirty_rows(model, examples_dir
     assert main(["tsne", str(folder), "--out", str(out), *limit, *FAST]) == 0
     assert "mapped 30 images" in capsys.readouterr().out
     with Image.open(out) as png:
-        assert png.size == (300 + 300 // 4, 300)
+        assert png.size == (300 + 300 // 3, 300)  # the plot and the legend column
         colours = np.unique(np.asarray(png.convert("RGB")).reshape(-1, 3), axis=0)
         assert len(colours) > 1000  # photos were pasted, not a blank canvas
     rows = _rows(out.with_suffix(".csv"))
