@@ -33,6 +33,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+RACCOONS = SHARED / "data" / "raccoon-dev" / "JPEGImages"
+
+
+def raccoon_folder(root: Path, examples_dir: Path) -> Path:
+    """root/raccoon (4 raccoon photos) and root/background (the 4 examples): a tiny labelled set to train on;
+    the calling test is skipped where ../shared is absent."""
+    if not RACCOONS.is_dir():
+        pytest.skip("../shared/data/raccoon-dev is not present")
+    (root / "raccoon").mkdir(parents=True)
+    for p in sorted(RACCOONS.glob("*.jpg"))[:4]:
+        shutil.copy(p, root / "raccoon" / p.name)
+    (root / "background").mkdir()
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
+        shutil.copy(examples_dir / name, root / "background" / name)
+    return root
+
+
 def probabilities(model, image):
     """The classifier's (1000,) class probabilities for one PIL image."""
     return model.features(model.to_pixels(image))[1].softmax(-1)[0]

@@ -8,29 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import raccoon_folder
 
 from fol_core.cli import main
 from fol_core.errors import UserError
 from fol_core.training.data import TrainingError, load_training_set
 from fol_core.training.trainer import PARTIAL, Settings, train
 
-RACCOONS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "raccoon-dev" / "JPEGImages"
 TINY = Settings(epochs=2, patience=5, val_fraction=0.3)
 
 
 @pytest.fixture
 def labelled(tmp_path, examples_dir) -> Path:
     """4 raccoon photos and 4 negatives (the examples), a folder per class."""
-    if not RACCOONS.is_dir():
-        pytest.skip("../shared/data/raccoon-dev is not present")
-    root = tmp_path / "photos"
-    (root / "raccoon").mkdir(parents=True)
-    for p in sorted(RACCOONS.glob("*.jpg"))[:4]:
-        shutil.copy(p, root / "raccoon" / p.name)
-    (root / "background").mkdir()
-    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
-        shutil.copy(examples_dir / name, root / "background" / name)
-    return root
+    return raccoon_folder(tmp_path / "photos", examples_dir)
 
 
 def test_a_class_with_too_few_images_is_refused_in_one_line(labelled):

@@ -4,17 +4,15 @@ own folder out, offered in the model lists of that session only; names taken and
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import raccoon_folder
 
 from fol_core.errors import one_line
 from fol_core.models import CARD
 from fol_core.training.data import TrainingError
 from fol_core.webapp import Access, AccessError
 from fol_core.webapp import train as webtrain
-
-RACCOONS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "raccoon-dev" / "JPEGImages"
 
 
 @pytest.fixture
@@ -26,15 +24,7 @@ def access(tmp_path) -> Access:
 @pytest.fixture
 def labelled_zip(tmp_path, examples_dir) -> str:
     """A zip of photos/raccoon/ (4 raccoon photos) and photos/background/ (4 examples)."""
-    if not RACCOONS.is_dir():
-        pytest.skip("../shared/data/raccoon-dev is not present")
-    root = tmp_path / "zip" / "photos"
-    (root / "raccoon").mkdir(parents=True)
-    for p in sorted(RACCOONS.glob("*.jpg"))[:4]:
-        shutil.copy(p, root / "raccoon" / p.name)
-    (root / "background").mkdir()
-    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
-        shutil.copy(examples_dir / name, root / "background" / name)
+    raccoon_folder(tmp_path / "zip" / "photos", examples_dir)
     return shutil.make_archive(str(tmp_path / "photos"), "zip", tmp_path / "zip")
 
 
