@@ -653,6 +653,10 @@ No box labels, no detector: a classifier trained on ImageNet's 1000 classes says
 and its own gradients say *where*. See why, nudge the boxes, export them as Pascal VOC or COCO."""
 
 HOW_IT_WORKS = """
+**Multi-scale CAM** (the default, the best boxes we measured): the class heatmap of the last
+convolutional layer, computed with the photo at three sizes (short side 224, 320 and 448 px, its own
+shape kept), averaged, thresholded at a quarter of its maximum; one box per region, the largest first.
+
 **FOL** (*Fast Unsupervised Object Localization*, Dwaraknath, Menghani and Mongia):
 one forward pass classifies the photo. For the chosen class, the neurons of a convolutional layer are
 ranked by activation × gradient of the class score; the best *kmax* are guided-backpropagated to the
@@ -664,8 +668,8 @@ follow Algorithm 2: every class whose probability is at least a quarter of the t
 gradient of the class score; **CAM** (Zhou et al., CVPR 2016) weights them by the classifier's own
 weights. Each heatmap is thresholded and a box is drawn around each region.
 
-The photo is classified at the model's resolution (224 × 224, stretched, no crop), and every box is
-mapped back to the photo's own pixels, in which the exports are written. Nothing is uploaded
+FOL, Grad-CAM and CAM see the photo at the model's resolution (224 × 224, stretched, no crop); every
+box is mapped back to the photo's own pixels, in which the exports are written. Nothing is uploaded
 anywhere: the model runs on this server's CPU.
 """
 
