@@ -206,7 +206,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
     summary = (
         f"**{len(result.boxes)} box{'es' if len(result.boxes) != 1 else ''}**"
         f"{' for ' + ', '.join(found) if found else ''} with {get_method(method).title}"
-        f" on {result.model}, in {result.seconds:.2f} s. Photo: {photo.width} x {photo.height} pixels."
+        f" on {Path(result.model).name}, in {result.seconds:.2f} s. Photo: {photo.width} x {photo.height} pixels."
     )
     if not result.boxes:
         summary += " No region was large enough: try another class, Top-N, or a lower threshold."
