@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
+from .errors import UserError, one_line
+
 COMMANDS = {
     "localize": "fol_core.commands",
     "bench": "fol_core.bench",
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with threadpool_limits(threads) if threads else nullcontext():
             return int(modules[args.command].run(args) or 0)
+    except UserError as exc:  # what a command did not report itself: one line, no traceback
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,11 @@ def class_colour(class_index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    """#rrggbb, as the browser's components take colours."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
 def font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)

@@ -117,9 +117,6 @@ class Classifier:
         """The classes are ImageNet's (label maps, WordNet and synonyms apply)."""
         return self.card is None
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
-
     def resolve_class(self, query: str | int) -> int:
         """A class index from an index or a name (ImageNet models also take WordNet ids and synonyms)."""
         if self.imagenet:

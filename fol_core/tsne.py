@@ -28,6 +28,7 @@ from .errors import UserError, about, one_line
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .labelmap import LabelMap, load_label_map
+from .methods.base import class_probs
 from .models import Classifier
 
 HELP = "a t-SNE map of a folder of images from the classifier's features: a PNG of thumbnails and a CSV"
@@ -166,7 +167,7 @@ def extract_features(paths: Sequence[str | Path], model: Classifier, batch_size:
             if batch:
                 pooled, logits = model.features(torch.cat(batch))
                 feats.append(pooled.float().numpy())
-                probs.append(model.probabilities(logits.float()).numpy())
+                probs.append(class_probs(logits.float(), model.multilabel).numpy())
             bar.update(min(batch_size, len(paths) - start))
     empty = np.zeros((0, 0), np.float32)
     return _Features(kept, np.concatenate(feats) if feats else empty, np.concatenate(probs) if probs else empty,

@@ -15,6 +15,7 @@ from conftest import probabilities
 from PIL import Image, ImageOps
 
 from fol_core.cli import main
+from fol_core.draw import hex_colour
 from fol_core.labelmap import load_label_map
 from fol_core.tsne import (
     LEGEND_COLOURS,
@@ -32,7 +33,7 @@ from fol_core.tsne import (
     layout,
     render_map,
 )
-from fol_core.webapp.dataset_map import hex_colour, scatter_colours
+from fol_core.webapp.dataset_map import scatter_colours
 
 DEV_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-val-dev" / "JPEGImages"
 FAST = ["--size", "300", "--thumb", "24", "--max-iter", "500"]

@@ -26,6 +26,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ..errors import UserError
 from ..formats import AnnotatedImage
 from ..labelmap import LabelMap, load_label_map
@@ -200,6 +202,7 @@ class Project:
             if column not in have:
                 self._db.execute(f"ALTER TABLE decisions ADD COLUMN {column} {kind}")
         self._source: Source | None = None
+        self._label_map: tuple[str, LabelMap] | None = None
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -290,8 +293,12 @@ class Project:
 
     @property
     def label_map(self) -> LabelMap:
-        spec = self.meta("label_map")
-        return load_label_map(spec) if spec else load_label_map(None, self.meta("threshold"))
+        """The stored map, built again only when what is stored changes (another process may change it)."""
+        spec, threshold = self.meta("label_map"), self.meta("threshold")
+        key = json.dumps([spec, threshold])
+        if self._label_map is None or self._label_map[0] != key:
+            self._label_map = (key, load_label_map(spec) if spec else load_label_map(None, threshold))
+        return self._label_map[1]
 
     def set_label_map(self, label_map: LabelMap) -> None:
         """Store the map (as written by the user; None for ImageNet's names) for later runs and the review."""
@@ -453,6 +460,17 @@ class Project:
 
     def images(self) -> list[ImageRecord]:
         return [self._record(r) for r in self._query("SELECT * FROM images ORDER BY id")]
+
+    def file_names(self) -> dict[int, str]:
+        """Every image's file name by id, in one query (no boxes parsed)."""
+        return {r["id"]: r["file_name"] for r in self._query("SELECT id, file_name FROM images")}
+
+    def open(self, file_name: str) -> Image.Image:
+        """The photo the project calls `file_name` (ProjectError when it has none)."""
+        rows = self._query("SELECT key FROM images WHERE file_name = ?", (file_name,))
+        if not rows:
+            raise ProjectError(f"no image {file_name!r} in this project")
+        return self.source().open(rows[0]["key"])
 
     def queue(self, order: str = "confidence", status: Status | str = "all") -> list[int]:
         """Image ids to review: order "confidence" (least sure first) or "name"; status "all" or one status.

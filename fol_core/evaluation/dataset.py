@@ -17,6 +17,7 @@ from PIL import Image
 from ..errors import UserError
 from ..formats import voc
 from ..imagenet import UnknownClassError, resolve_class
+from ..images import load_image
 from ..labelmap import LabelMap, LabelMapError
 from .metrics import as_boxes
 
@@ -150,8 +151,7 @@ def _mosaic(a: Sample, b: Sample, folder: Path) -> list[Sample]:
     widths = [round(s.width * k) for s, k in zip((a, b), scales)]
     canvas = Image.new("RGB", (sum(widths), height))
     for x, s, w in zip((0, widths[0]), (a, b), widths):
-        with Image.open(s.path) as im:
-            canvas.paste(im.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), (x, 0))
+        canvas.paste(load_image(s.path).resize((w, height), Image.Resampling.BILINEAR), (x, 0))
     image_id = f"{a.image_id}+{b.image_id}"
     path = folder / f"{image_id}.png"
     canvas.save(path)

@@ -30,6 +30,12 @@ class UnknownMethodError(UserError):
     """A method name that is not registered."""
 
 
+def class_probs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Class probabilities: a softmax over ImageNet's classes, or each class's own sigmoid (a trained model)."""
+    logits = logits.detach()
+    return logits.sigmoid() if multilabel else logits.softmax(-1)
+
+
 @dataclass
 class ForwardPass:
     """One forward graph, shared by every class explained in the same photo."""
@@ -49,8 +55,7 @@ class ForwardPass:
 
     @property
     def probs(self) -> torch.Tensor:
-        logits = self.logits.detach()
-        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+        return class_probs(self.logits, self.multilabel)
 
 
 @dataclass
@@ -69,8 +74,7 @@ class BatchPass:
 
     @property
     def probs(self) -> torch.Tensor:
-        logits = self.logits.detach()
-        return logits.sigmoid() if self.multilabel else logits.softmax(-1)
+        return class_probs(self.logits, self.multilabel)
 
 
 Wanted = Sequence[tuple[int, int]]
@@ -186,14 +190,15 @@ class Method:
         ]
 
 
-def upsample(heat: torch.Tensor, size: int) -> np.ndarray:
-    """(h, w) heatmap to (size, size), bilinear, scaled to [0, 1]."""
+def upsample(heat: torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
+    """(h, w) heatmap to (size, size) or size = (height, width), bilinear, scaled to [0, 1]."""
     return upsample_batch(heat[None], size)[0]
 
 
-def upsample_batch(heats: torch.Tensor, size: int) -> np.ndarray:
-    """(n, h, w) heatmaps to (n, size, size), bilinear, each scaled to [0, 1]."""
-    up = torch.nn.functional.interpolate(heats[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+def upsample_batch(heats: torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
+    """(n, h, w) heatmaps to (n, size, size) or size = (height, width), bilinear, each scaled to [0, 1]."""
+    size = (size, size) if isinstance(size, int) else size
+    up = torch.nn.functional.interpolate(heats[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     up = up - up.amin((1, 2), keepdim=True)
     peak = up.amax((1, 2), keepdim=True)
     return torch.where(peak > 0, up / peak.clamp_min(torch.finfo(up.dtype).tiny), up).cpu().numpy()

@@ -170,17 +170,17 @@ class WSDDN(Method):
         self.kinds = tuple(((model.card or {}).get("wsddn") or {}).get("proposal_kinds", ("heatmaps",)))
 
     @torch.no_grad()
-    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """Proposals (R, 4) at model resolution (the kinds the model was trained with), their (R, classes)
-        scores, and the heatmaps behind them, for one image's (C, h, w) activation and (3, S, S) pixels."""
+    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proposals (R, 4) at model resolution (the kinds the model was trained with) and their (R, classes)
+        scores, for one image's (C, h, w) activation and (3, S, S) pixels."""
         size = pixels.shape[-1]
         maps = heat_maps(activation, self.cam_weight, size)
         boxes = torch.from_numpy(proposal_boxes(maps, pixels, self.kinds))
-        return boxes, self.head(region_features(activation, boxes, size)), maps
+        return boxes, self.head(region_features(activation, boxes, size))
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
-        boxes, scores, _ = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
+        boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
         keep = keep[s[keep] >= self.min_ratio * float(s.max())][: self.max_boxes]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import UserError
 from .data import TrainingError
 from .trainer import Settings, train
 
@@ -49,19 +47,11 @@ def proposal_kinds(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        kinds = proposal_kinds(args.proposals)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    kinds = proposal_kinds(args.proposals)
     settings = Settings(backbone=args.backbone, epochs=args.epochs, patience=args.patience, lr=args.lr,
                         val_fraction=args.val_fraction, seed=args.seed, wsddn=args.wsddn,
                         proposals=kinds)
-    try:
-        result = train(args.source, args.out, settings, args.image_labels, args.overwrite, args.restart)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = train(args.source, args.out, settings, args.image_labels, args.overwrite, args.restart)
     m = result.card["metrics"]
     print(f"{result.folder}: {', '.join(result.card['classes'])}; held-out accuracy {m['val_accuracy']:.1%} on "
           f"{m['val_images']} images; {result.card['training']['seconds']:.0f} s. "

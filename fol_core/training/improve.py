@@ -11,7 +11,6 @@ Then every image the reviewer has not decided on is proposed again; decisions ar
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from ..errors import UserError, one_line
 from ..evaluation.metrics import iou_matrix
 from ..labelmap import LabelMap
 from ..methods import create_method, get_method
-from ..models import Classifier, load_model
+from ..models import DEFAULT_MODEL, Classifier, load_model
 from ..result import Box
 
 HELP = "learn from the accepted boxes of a project and propose again for the images not reviewed yet"
@@ -107,6 +106,7 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
     values = sorted(set(tuned.grid) | {params.get(tuned.name, tuned.default)}) if tuned and tuned.grid else [None]
     current = params.get(tuned.name, tuned.default) if tuned else None
     source = project.source()
+    m = create_method(method, model, **params)
     rows = []  # per accepted image: (top box per value, the accepted boxes, w, h)
     for rec in project.images():
         if rec.review != Review.ACCEPTED or not rec.boxes:
@@ -115,7 +115,6 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
             photo = source.open(rec.key)
         except (UserError, OSError):
             continue
-        m = create_method(method, model, **params)
         fp = m.forward(m.pixels(photo))
         target = LabelRequest(label_map, rec.boxes[0].label).targets(fp.probs)
         if not target:
@@ -157,7 +156,7 @@ def improve(project: Project, model: Classifier | None = None, method: str | Non
     method = method or settings.get("method")
     if not method:
         raise ImproveError(f"{project.folder} has not been pre-labeled yet")
-    model = model or load_model(settings.get("model") or "efficientnet_lite0")
+    model = model or load_model(settings.get("model") or DEFAULT_MODEL)
     params = dict(settings.get("params") or {}) if method == settings.get("method") else {}
     label_map = project.label_map
     learned = learn(project, model, method, params, label_map)
@@ -197,11 +196,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    project = open_project(args.project)
     try:
-        project = open_project(args.project)
         improve(project, load_model(args.model) if args.model else None, args.method)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    project.close()
+    finally:
+        project.close()
     return 0

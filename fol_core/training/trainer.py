@@ -208,7 +208,7 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
     if settings.wsddn:
         from .wsddn import train_wsddn
 
-        wsddn_tensors, extra = train_wsddn(clf, head, data, train_items, val_items, classes, partial, settings, log)
+        wsddn_tensors, extra = train_wsddn(clf, head, train_items, val_items, classes, partial, settings, log)
         tensors.update(wsddn_tensors)
     card = {
         "format": "fol-model/1",

@@ -47,12 +47,13 @@ def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int,
     return out
 
 
-def _loss(head: WSDDNHead, feats: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+def _loss(head: WSDDNHead, feats: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BCE of the image scores, and the scores."""
     scores = torch.stack([head.image_scores(f) for f in feats])
-    return nn.functional.binary_cross_entropy(scores, targets)
+    return nn.functional.binary_cross_entropy(scores, targets), scores
 
 
-def train_wsddn(clf: Classifier, cam_head: nn.Linear, data: Any, train_items: list, val_items: list,
+def train_wsddn(clf: Classifier, cam_head: nn.Linear, train_items: list, val_items: list,
                 classes: list[str], partial: Path, settings: Any, log: Callable[[str], None]
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The trained head's tensors, and what the card says about it."""
@@ -82,14 +83,14 @@ def train_wsddn(clf: Classifier, cam_head: nn.Linear, data: Any, train_items: li
         order = torch.randperm(len(train_feats)).tolist()
         for i in range(0, len(order), IMAGES_PER_STEP):
             idx = order[i:i + IMAGES_PER_STEP]
-            loss = _loss(head, [train_feats[j] for j in idx], y_train[idx])
+            loss, _ = _loss(head, [train_feats[j] for j in idx], y_train[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         head.eval()
         with torch.no_grad():
-            val_loss = float(_loss(head, val_feats, y_val))
-            scores = torch.stack([head.image_scores(f) for f in val_feats])
+            val_loss, scores = _loss(head, val_feats, y_val)
+            val_loss = float(val_loss)
             accuracy = float(((scores >= 0.5) == y_val.bool()).all(1).float().mean())
         if val_loss < best_loss:
             best, best_loss, bad = {k: v.clone() for k, v in head.state_dict().items()}, val_loss, 0

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .. import tsne
+from ..draw import hex_colour
 from ..errors import one_line
 from ..images import IMAGE_SUFFIXES, load_image
 from ..labelmap import LabelMap
@@ -114,10 +115,8 @@ def project_images(folder: str | Path) -> tuple[list[str], Opener, LabelMap | No
     """A bootstrap project's images by file name (as its review queue names them), how to open one by that
     name, and the project's user label map (None when it labels with ImageNet's names)."""
     project = review.get_project(folder)
-    keys = {r.file_name: r.key for r in project.images()}
-    source = project.source()
     label_map = project.label_map
-    return list(keys), lambda name: source.open(keys[name]), label_map if label_map.spec else None
+    return list(project.file_names().values()), project.open, label_map if label_map.spec else None
 
 
 def review_at(folder: str | Path, name: str, session: dict | None = None) -> dict:
@@ -144,10 +143,6 @@ def thumbnail_uri(image: Image.Image, side: int = 48) -> str:
     buf = io.BytesIO()
     small.save(buf, "JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def hex_colour(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def scatter_table(dmap: DatasetMap, groups: int = LEGEND_ENTRIES):
@@ -181,7 +176,7 @@ def in_x_range(dmap: DatasetMap, x0: float, x1: float, most: int = 60) -> list[i
 def open_point(dmap: DatasetMap, index: int, project: str | Path | None = None) -> Image.Image:
     """The full image behind a point: from its path, or from the bootstrap project the map was made of."""
     if project is not None:
-        return project_images(project)[1](dmap.paths[index])
+        return review.get_project(project).open(dmap.paths[index])
     return load_image(dmap.paths[index])
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from ..annotator import display_copy, from_annotator, to_annotator
-from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, scale_boxes
+from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, hex_colour, scale_boxes
 from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
@@ -221,7 +221,7 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
         summary=summary,
         annotator={"image": display, "boxes": info.to_annotator(result.boxes)},
         labels=labels,
-        label_colors=["#{:02x}{:02x}{:02x}".format(*class_colour(index_of[n])) for n in labels],
+        label_colors=[hex_colour(class_colour(index_of[n])) for n in labels],
         photo=info,
         result=result,
     )

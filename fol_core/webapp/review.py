@@ -127,7 +127,7 @@ def jump(state: dict, target: str | int) -> dict:
     if text.isdigit():
         return _clamp(state, int(text) - 1)
     project = get_project(state["project"])
-    names = {i: project.image(i).file_name for i in state["ids"]}
+    names = project.file_names()
     hits = [pos for pos, i in enumerate(state["ids"]) if names[i] == text] or [
         pos for pos, i in enumerate(state["ids"]) if text.lower() in names[i].lower()
     ]
