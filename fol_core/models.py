@@ -51,6 +51,11 @@ class ModelSpec:
     layer_note: str = ""
     """Why fol_layer is the default."""
 
+    @property
+    def head(self) -> str:
+        """The module path of the layer that gives the class scores."""
+        return self.classifier or "classifier"
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -174,7 +179,7 @@ class Classifier:
             pooled = self.net.forward_head(fmap, pre_logits=True)
             return pooled, self.net.forward_head(fmap)
         feats: list[torch.Tensor] = []
-        head = self.net.get_submodule(self.spec.classifier or "classifier")
+        head = self.net.get_submodule(self.spec.head)
         handle = head.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0]))
         try:
             logits = self.net(x)
@@ -252,14 +257,14 @@ def _load_trained(folder: Path, name: str) -> Classifier:
     except (OSError, SafetensorError) as exc:
         raise ModelUnavailableError(f"cannot read {folder / WEIGHTS}: {one_line(exc)}") from None
     net = backbone.build(None)
-    head = net.get_submodule(backbone.classifier or "classifier")
-    prefix = f"{backbone.classifier}."
+    head = net.get_submodule(backbone.head)
+    prefix = f"{backbone.head}."
     weight = tensors.get(prefix + "weight")
     if weight is None or weight.shape != (len(card["classes"]), head.in_features):
         raise ModelUnavailableError(f"{folder / WEIGHTS} does not hold a {backbone.name} head for {len(card['classes'])} classes")
     new_head = nn.Linear(head.in_features, len(card["classes"]))
     new_head.load_state_dict({"weight": weight, "bias": tensors[prefix + "bias"]})
-    parent, _, attr = (backbone.classifier or "classifier").rpartition(".")
+    parent, _, attr = backbone.head.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, attr, new_head)
     spec = replace(backbone, name=name, description=f"trained on {card.get('source', '?')}: {', '.join(card['classes'])}")
     return Classifier(spec, net, card, {k: v for k, v in tensors.items() if not k.startswith(prefix)})
