@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from contextlib import nullcontext
 from typing import Any
@@ -27,7 +28,7 @@ COMMANDS = {
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    from .models import DEFAULT_MODEL, list_models
+    from .models import DEFAULT_MODEL, PRECISIONS, list_models
 
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL",
                         help=f"classifier: {', '.join(list_models())} or a trained model's folder, e.g. models/NAME "
@@ -35,6 +36,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model, BLAS and OpenMP "
                         "(default: the libraries'; on a machine busy with other work 1 can be several times faster)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="dtype of the passes that need no gradient: auto (bf16 where the CPU or GPU computes "
+                             "it natively, else fp32), fp32 or bf16 (default: auto, or $FOL_PRECISION)")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, several: bool = False) -> None:
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
         modules[name].add_arguments(p)
     args = parser.parse_args(argv)
+    if getattr(args, "precision", None):
+        os.environ["FOL_PRECISION"] = args.precision  # read where models load, Ray's workers included
     threads = getattr(args, "threads", None)
     if threads:
         torch.set_num_threads(threads)

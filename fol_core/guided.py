@@ -29,12 +29,13 @@ class _GuidedClamp(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[0] > 0)
+        x = inputs[0]
+        ctx.save_for_backward((x > 0).to(x.dtype))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (positive,) = ctx.saved_tensors
-        return grad_out.clamp(min=0.0) * positive, None
+        return grad_out.clamp(min=0.0).mul_(positive), None
 
 
 class SwitchableReLU(nn.Module):

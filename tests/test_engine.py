@@ -18,7 +18,7 @@ from fol_core.errors import UserError
 from fol_core.guided import guided_backprop, make_switchable
 from fol_core.imagenet import UnknownClassError
 from fol_core.methods import FastLocalization
-from fol_core.models import ModelUnavailableError, load_model
+from fol_core.models import ModelUnavailableError, choose_precision, fold_batchnorm, load_model
 
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968}  # espresso, cup
@@ -217,6 +217,57 @@ def test_torchvision_model_without_weights_says_how_to_provide_them(monkeypatch,
         load_model("vgg16")
     with pytest.raises(ModelUnavailableError, match="unknown model"):
         load_model("alexnet")
+
+
+def test_folded_network_keeps_the_outputs_and_the_layer_names(model, examples_dir):
+    """BatchNorm folded into the convolutions: no norm left, the same logits, every registry layer still there."""
+    plain = model.spec.build(None).eval()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.net.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    for path in (model.spec.fol_layer, model.spec.cam_layer, "blocks.4.2.bn2"):
+        model.layer(path)
+    x = model.normalize(model.to_pixels(load_image(examples_dir / "chelsea.png")))
+    with torch.inference_mode():
+        torch.testing.assert_close(model.net(x), plain(x), rtol=1e-4, atol=1e-3)
+
+
+def test_a_fold_that_would_change_the_outputs_is_undone():
+    """A conv registered beside a norm it does not feed (here the norm runs first) is left alone."""
+
+    class NormFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.bn = nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(4.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.bn(x))
+
+    net = NormFirst().eval()
+    assert fold_batchnorm(net, 8) is net
+
+
+def test_precision_is_bf16_only_where_asked_or_native(monkeypatch, model, examples_dir):
+    cpu = torch.device("cpu")
+    assert choose_precision(cpu, "fp32") == "fp32"
+    monkeypatch.setenv("FOL_PRECISION", "bf16")
+    assert choose_precision(cpu) == "bf16"
+    monkeypatch.delenv("FOL_PRECISION")
+    assert choose_precision(torch.device("meta")) == "fp32"
+    pixels = model.to_pixels(load_image(examples_dir / "chelsea.png"))
+    before = model.precision
+    try:
+        scores = {}
+        for precision in ("fp32", "bf16"):
+            model.precision = precision
+            scores[precision] = model.logits(pixels).softmax(-1)[0]
+    finally:
+        model.precision = before
+    assert scores["bf16"].dtype == torch.float32
+    assert int(scores["bf16"].argmax()) == int(scores["fp32"].argmax())
+    assert (scores["bf16"] - scores["fp32"]).abs().max() < 0.05
 
 
 def test_layer_can_be_chosen_and_bad_layers_are_refused(model, examples_dir):

@@ -159,11 +159,12 @@ class Method:
         net = self.model.net
         mode = guided_backprop(net) if self.guided else nullcontext()
         capture = capture_output(self.model.layer(self.layer), leaf=from_layer)
-        with torch.set_grad_enabled(self.needs_grad), mode, capture as acts:
+        fast = nullcontext() if self.needs_grad else self.model.fast()
+        with torch.set_grad_enabled(self.needs_grad), mode, fast, capture as acts:
             logits = net(x)
         if not acts:
             raise RuntimeError(f"layer {self.layer} produced no output")
-        return BatchPass(pixels, x, logits, acts[-1], self.model.multilabel)
+        return BatchPass(pixels, x, logits.float(), acts[-1].float(), self.model.multilabel)
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         raise NotImplementedError

@@ -75,11 +75,10 @@ class FastLocalization(Method):
         """The class probability on the photo masked by each blob (black outside): one batched
         forward pass (reference: one pass per blob)."""
         masks = torch.from_numpy(np.stack(blobs)).float()[:, None]
-        net, norm = self.model.net, self.model.normalize
         if self.schedule == "batched":
-            logits = net(norm(pixels * masks))
+            logits = self.model.logits(pixels * masks)
         else:
-            logits = torch.cat([net(norm(pixels * m[None])) for m in masks])
+            logits = torch.cat([self.model.logits(pixels * m[None]) for m in masks])
         return logits.softmax(-1)[:, class_index].tolist()
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
@@ -164,10 +163,9 @@ class FastLocalization(Method):
             for (r, _), bs in zip(wanted, blobs)
         ])
         cls = torch.tensor([c for (_, c), bs in zip(wanted, blobs) for _ in bs], device=pixels.device)
-        net, norm = self.model.net, self.model.normalize
         chunk = SCORE_CHUNK if pixels.device.type != "cpu" else max(len(bs) for bs in blobs)
         probs = torch.cat([
-            net(norm(part)).softmax(-1).gather(1, c[:, None])[:, 0]
+            self.model.logits(part).softmax(-1).gather(1, c[:, None])[:, 0]
             for part, c in zip(masked.split(chunk), cls.split(chunk))
         ]).tolist()
         out, start = [], 0

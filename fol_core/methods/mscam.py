@@ -51,9 +51,9 @@ class MultiScaleCAM(CAM):
         """One pass per scale; the smallest (nearest the classifier's training size) gives the class scores."""
         activations, logits = [], None
         for scaled in pixels:
-            with capture_output(self.model.layer(self.layer)) as acts:
-                out = self.model.net(self.model.normalize(scaled))[0]
-            activations.append(acts[-1])
+            with capture_output(self.model.layer(self.layer)) as acts, self.model.fast():
+                out = self.model.net(self.model.normalize(scaled))[0].float()
+            activations.append(acts[-1].float())
             logits = out if logits is None else logits
         return ForwardPass(pixels[-1], pixels[-1], logits, activations[0], self.model.multilabel, activations[1:])
 
