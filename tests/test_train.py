@@ -84,10 +84,11 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     with pytest.raises(TrainingError, match="already exists"):
         train(str(labelled), out, TINY)
 
+    assert card["wsddn"]["head"].startswith("OICR: 3 refinement streams") and card["training"]["refine"] == 3
     photo = next((labelled / "raccoon").iterdir())
-    for method in ("cam", "gradcam", "fol", "wsddn"):
+    for method, more in (("cam", []), ("gradcam", []), ("fol", []), ("wsddn", []), ("wsddn", ["--score", "oicr"])):
         code = main(["localize", str(photo), "--model", str(out), "--method", method, "--classes", "raccoon",
-                     "--out", str(tmp_path / method)])
+                     "--out", str(tmp_path / method), *more])
         assert code == 0
         data = json.loads((tmp_path / method / f"{photo.stem}.json").read_text())
         assert data["boxes"] and {b["label"] for b in data["boxes"]} == {"raccoon"}
@@ -129,3 +130,79 @@ def test_unknown_proposals_are_refused_in_one_line(labelled, tmp_path, capsys):
     assert code == 2 and not (tmp_path / "m").exists()
     err = capsys.readouterr().err
     assert "unknown edgeboxes" in err and err.count("\n") == 1
+
+
+def test_oicr_pseudo_labels_mark_several_objects_and_their_neighbours():
+    import torch
+
+    from fol_core.methods.wsddn import pseudo_labels
+
+    boxes = torch.tensor([[0, 0, 50, 50], [2, 2, 50, 52], [100, 100, 150, 150], [104, 100, 150, 150],
+                          [200, 0, 220, 20], [0, 0, 224, 224]], dtype=torch.float32)
+    scores = torch.tensor([[0.9], [0.5], [0.6], [0.3], [0.1], [0.2]])
+    labels, weights = pseudo_labels(scores, boxes, torch.tensor([True]))
+    assert labels.tolist() == [0, 0, 0, 0, 1, 1]  # two objects (0.6 >= 0.5 x 0.9) and their neighbours; the rest bg
+    assert weights[:2].tolist() == pytest.approx([0.9, 0.9]) and weights[2:4].tolist() == pytest.approx([0.6, 0.6])
+    labels, weights = pseudo_labels(scores, boxes, torch.tensor([False]))
+    assert labels.tolist() == [1] * 6 and weights.tolist() == [1.0] * 6  # a negative: all background
+
+
+def test_seed_score_prefers_the_whole_object_to_its_most_telling_part():
+    import torch
+
+    from fol_core.methods.wsddn import seed_scores
+
+    activation = torch.zeros(2, 7, 7)
+    activation[0, 2:5, 2:5] = 1.0
+    activation[0, 3, 3] = 5.0  # a peak (the face) inside the object
+    boxes = torch.tensor([[96, 96, 128, 128], [64, 64, 160, 160], [0, 0, 224, 224]], dtype=torch.float32)
+    seed = seed_scores(activation, torch.tensor([[1.0, 0.0]]), boxes, 224)
+    assert int(seed[:, 0].argmax()) == 1 and float(seed.max()) == 1.0 and float(seed.min()) >= 0.0
+
+
+def test_oicr_streams_learn_their_pseudo_labels_and_round_trip():
+    import torch
+
+    from fol_core.methods.wsddn import OICRHead
+    from fol_core.training.wsddn import oicr_loss
+
+    torch.manual_seed(0)
+    feats = torch.randn(6, 8)
+    boxes = torch.tensor([[0, 0, 50, 50], [2, 2, 50, 52], [100, 100, 150, 150], [104, 100, 150, 150],
+                          [200, 0, 220, 20], [0, 0, 224, 224]], dtype=torch.float32)
+    region = {"feats": feats, "boxes": boxes, "seed": torch.tensor([[1.0], [0.5], [0.0], [0.0], [0.0], [0.0]])}
+    head = OICRHead(8, 1, streams=2, dropout=0.0)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=0.05)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is ~50x faster on a loaded machine
+    try:
+        first = float(oicr_loss(head, region, torch.tensor([True])).detach())
+        for _ in range(100):
+            loss = oicr_loss(head, region, torch.tensor([True]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert float(loss.detach()) < first / 3
+    again = OICRHead.from_tensors(head.tensors())
+    assert len(again.refine) == 2
+    assert torch.allclose(again(feats), head.eval()(feats))
+    assert again(feats)[:2, 0].min() > again(feats)[2:, 0].max()  # the seed's object and its neighbour
+
+
+def test_score_oicr_on_a_model_without_refined_streams_is_refused_in_one_line():
+    from types import SimpleNamespace
+
+    import torch
+
+    from fol_core.methods.params import ParamError
+    from fol_core.methods.wsddn import WSDDN
+
+    old = SimpleNamespace(name="old", imagenet=False, spec=SimpleNamespace(classifier="classifier", cam_layer="conv_head"),
+                          layer=lambda name: torch.nn.Linear(4, 1), card={"wsddn": {}},
+                          extra={"wsddn.det.weight": torch.zeros(1, 4)})
+    assert WSDDN.unavailable(old) is None
+    with pytest.raises(ParamError, match="train old again with") as exc:
+        WSDDN(old, score="oicr")
+    assert "\n" not in str(exc.value)

@@ -1,12 +1,17 @@
-"""WSDDN (Bilen & Vedaldi 2016): boxes from a two-stream head over region proposals, trained on image labels.
+"""Boxes from region proposals for a model trained on image labels: WSDDN's setting (Bilen & Vedaldi 2016) with
+OICR's refinement (Tang et al. 2017).
 
 Proposals are the classifier's own heatmaps (each class's CAM and the class-agnostic mean activation)
 binarized at several thresholds, one box per region and one around each whole mask, plus the whole
-photo. Each region's features are the last feature map pooled over it (torchvision's roi_align) with
-its place in the photo. The classification stream is a softmax over the classes (plus a background
-column, so that a one-class model with negatives can score an image below 1), the detection stream
-a softmax over the regions; their product summed over the regions is the image's score (trained with
-BCE on the image labels by `train --wsddn`). Boxes: the regions' scores for a class, NMS'd.
+photo (and, if the model was trained with them, selective search and sliding windows). A region's seed
+score is the share of the class's CAM mass inside it minus a price for its area. WSDDN's two streams
+(a softmax over classes times a softmax over regions), trained on the image labels, put their mass on
+small discriminative parts here (0% top box on raccoon-dev), and so did OICR's streams seeded by them;
+so the seed score seeds OICR instead: `train --wsddn` trains K (classes + background)-way region
+classifiers, each on pseudo-labels from the one before (regions overlapping the best regions by IoU >=
+0.5 take their class), on region features pooled inside and outside each box (roi_align on the last
+feature map) with its place. Boxes: the seed score (default, the best on the training half) or the
+seed times the refined streams' mean (score oicr), NMS'd, several per class.
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import nms, roi_align
+from torchvision.ops import box_iou, nms, roi_align
 
 from ..models import Classifier
 from ..regions import binarize, mask_box, region_boxes, scale_box
 from ..result import Box, Explanation
 from .base import ForwardPass, Method, upsample
-from .params import LAYER, Param
+from .params import LAYER, Param, ParamError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 """Heatmap thresholds (fractions of the maximum) the proposals are cut at."""
@@ -36,9 +41,25 @@ MIN_SIDE = 0.1
 WINDOW_SCALES = (0.3, 0.45, 0.6, 0.8)
 """Sliding windows' sides, as fractions of the image's."""
 
-NMS_IOU = Param("nms_iou", 0.4, "WSDDN: drop a region overlapping a better one this much (NMS)", low=0.05, high=0.95,
+STREAMS = 3
+"""OICR's refinement streams (the paper's K)."""
+TOPS = 3
+"""Pseudo-objects per class and image: several, to find several objects (the paper takes the best region only)."""
+TOP_RATIO = 0.5
+"""A further pseudo-object scores at least this fraction of the class's best region."""
+TOP_NMS = 0.3
+"""Pseudo-objects overlap each other less than this."""
+FG_IOU = 0.5
+"""A region overlapping a pseudo-object this much takes its class (OICR's rule)."""
+
+SCORE = Param("score", "seed", "WSDDN: region score: seed (the CAM's mass inside minus area_weight x area) or oicr "
+                               "(x the refined streams of a model trained with --wsddn)", kind=str,
+              choices=("seed", "oicr"))
+AREA_WEIGHT = Param("area_weight", 0.5, "WSDDN: the seed score's price of a box's area (higher: smaller boxes)",
+                    low=0.0, high=2.0, step=0.05)
+NMS_IOU = Param("nms_iou", 0.3, "WSDDN: drop a region overlapping a better one this much (NMS)", low=0.05, high=0.95,
                 step=0.05)
-MIN_RATIO = Param("min_ratio", 0.3, "WSDDN: keep regions scoring at least this fraction of the best one", low=0.0,
+MIN_RATIO = Param("min_ratio", 0.5, "WSDDN: keep regions scoring at least this fraction of the best one", low=0.0,
                   high=1.0, step=0.05)
 MAX_BOXES = Param("max_boxes", 5, "WSDDN: at most this many boxes per class", kind=int, low=1, high=50, step=1)
 
@@ -107,35 +128,81 @@ def heat_maps(activation: torch.Tensor, cam_weight: torch.Tensor, size: int) -> 
 
 
 def region_features(activation: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """(R, C + GEOMETRY): the feature map averaged over each box (roi_align), and the box's place."""
+    """(R, 2 C + GEOMETRY): the feature map averaged inside each box (roi_align), averaged outside it (the context
+    a box that cuts an object leaves out), and the box's place."""
     scale = activation.shape[-1] / size
-    pooled = roi_align(activation[None], [boxes], output_size=2, spatial_scale=scale, sampling_ratio=2,
+    inside = roi_align(activation[None], [boxes], output_size=2, spatial_scale=scale, sampling_ratio=2,
                        aligned=True).mean((2, 3))
     b = boxes / size
-    geometry = torch.stack([b[:, 0], b[:, 1], b[:, 2], b[:, 3], (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])], 1)
-    return torch.cat([pooled, geometry], 1)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    share = area.clamp(max=0.98)[:, None]
+    outside = (activation.mean((1, 2))[None] - inside * share) / (1 - share)
+    geometry = torch.stack([b[:, 0], b[:, 1], b[:, 2], b[:, 3], area], 1)
+    return torch.cat([inside, outside, geometry], 1)
 
 
-class WSDDNHead(nn.Module):
-    """The two streams over region features; `forward` gives (R, classes) region scores."""
+def seed_scores(activation: torch.Tensor, cam_weight: torch.Tensor, boxes: torch.Tensor, size: int,
+                area_weight: float = 0.5) -> torch.Tensor:
+    """(R, classes) in [0, 1]: the share of each class's CAM mass inside a box minus area_weight x the box's share
+    of the photo, over the best box. A part (a face) holds too little of the mass, a box around the photo costs
+    too much area: the box around the whole object wins, where the regions' own classifier scores pick parts."""
+    cams = torch.relu(torch.einsum("kc,chw->khw", cam_weight, activation))
+    inside = roi_align(cams[None], [boxes], output_size=2, spatial_scale=cams.shape[-1] / size, sampling_ratio=2,
+                       aligned=True).mean((2, 3))
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / size ** 2)[:, None]
+    score = inside * area / cams.mean((1, 2)).clamp(min=1e-6)[None] - area_weight * area
+    return (score / score.max(0).values.clamp(min=1e-6)).clamp(min=0)
 
-    def __init__(self, features: int, classes: int, dropout: float = 0.2) -> None:
+
+def pseudo_labels(previous: torch.Tensor, boxes: torch.Tensor, positives: torch.Tensor, tops: int = TOPS,
+                  top_ratio: float = TOP_RATIO, fg_iou: float = FG_IOU) -> tuple[torch.Tensor, torch.Tensor]:
+    """OICR's supervision for the next stream, from the previous one's (R, C) scores: for each class in the image
+    (positives, (C,) bool), its best regions after NMS (at most `tops`, each scoring at least top_ratio of the
+    best, to find several objects) are that class's pseudo-objects; a region overlapping one by IoU >= fg_iou
+    takes its class and its score as weight, every other region is background (index C) with the weight of its
+    nearest pseudo-object. A negative image's regions are all background with weight 1."""
+    classes = previous.shape[1]
+    labels = torch.full((len(boxes),), classes, dtype=torch.long)
+    weights = torch.ones(len(boxes))
+    chosen = []
+    for c in positives.nonzero().flatten().tolist():
+        s = previous[:, c]
+        keep = nms(boxes, s, TOP_NMS)
+        keep = keep[s[keep] >= top_ratio * float(s.max())][:tops]
+        chosen += [(int(i), c) for i in keep]
+    if not chosen:
+        return labels, weights
+    index = torch.tensor([i for i, _ in chosen])
+    iou, nearest = box_iou(boxes, boxes[index]).max(1)
+    chosen_class = torch.tensor([c for _, c in chosen])
+    weights = previous[index, chosen_class][nearest].detach()
+    labels = torch.where(iou >= fg_iou, chosen_class[nearest], labels)
+    return labels, weights
+
+
+class OICRHead(nn.Module):
+    """OICR's refinement streams (Tang et al. 2017): each a (classes + background)-way classifier over the same
+    region features, trained on the pseudo-labels of the stream before it; `forward` gives the streams' mean
+    (R, classes) scores."""
+
+    def __init__(self, features: int, classes: int, streams: int = STREAMS, dropout: float = 0.2) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
-        self.cls = nn.Linear(features, classes + 1)
-        self.det = nn.Linear(features, classes)
+        self.refine = nn.ModuleList(nn.Linear(features, classes + 1) for _ in range(streams))
+
+    def streams(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        """Each stream's (R, classes + 1) logits."""
+        x = self.drop(feats)
+        return [r(x) for r in self.refine]
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = self.drop(feats)
-        return self.cls(x).softmax(1)[:, :-1] * self.det(x).softmax(0)
-
-    def image_scores(self, feats: torch.Tensor) -> torch.Tensor:
-        return self(feats).sum(0).clamp(1e-6, 1 - 1e-6)
+        return torch.stack([s.softmax(1)[:, :-1] for s in self.streams(feats)]).mean(0)
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> WSDDNHead:
-        det = tensors[PREFIX + "det.weight"]
-        head = cls(det.shape[1], det.shape[0])
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> OICRHead:
+        names = [k for k in tensors if k.startswith(PREFIX + "refine.") and k.endswith(".weight")]
+        first = tensors[PREFIX + "refine.0.weight"]
+        head = cls(first.shape[1], first.shape[0] - 1, len(names))
         head.load_state_dict({k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)})
         return head.eval()
 
@@ -150,40 +217,51 @@ class RegionExplanation(Explanation):
 
 
 class WSDDN(Method):
-    """Weakly supervised deep detection: several scored boxes per class, from a model trained with --wsddn."""
+    """Several scored boxes per class from region proposals: the CAM seed score, or OICR's refined streams."""
 
     name = "wsddn"
-    title = "WSDDN"
-    params: ClassVar[tuple[Param, ...]] = (LAYER, NMS_IOU, MIN_RATIO, MAX_BOXES)
+    title = "WSDDN / OICR"
+    params: ClassVar[tuple[Param, ...]] = (LAYER, SCORE, AREA_WEIGHT, NMS_IOU, MIN_RATIO, MAX_BOXES)
     needs_grad = False
 
     @classmethod
     def unavailable(cls, model: Classifier) -> str | None:
-        if PREFIX + "det.weight" not in model.extra:
-            return f"WSDDN needs a model trained with `python -m fol_core train --wsddn`; {model.name} was not"
+        if model.imagenet or not model.spec.classifier:
+            return (f"WSDDN needs a model trained with `python -m fol_core train` (--wsddn for its refined "
+                    f"streams); {model.name} was not")
         return None
 
     def __init__(self, model: Classifier, **params: Any) -> None:
         super().__init__(model, **params)
-        self.head = WSDDNHead.from_tensors(model.extra)
         self.cam_weight = model.layer(model.spec.classifier).weight.detach()
-        self.kinds = tuple(((model.card or {}).get("wsddn") or {}).get("proposal_kinds", ("heatmaps",)))
+        card = (model.card or {}).get("wsddn") or {}
+        self.kinds = tuple(card.get("proposal_kinds", ("heatmaps",)))
+        self.head = None
+        if self.score == "oicr":
+            if PREFIX + "refine.0.weight" not in model.extra:
+                raise ParamError(f"score oicr needs OICR's refined streams: train {model.name} again with "
+                                 "`python -m fol_core train --wsddn` (models from before OICR hold WSDDN's old head)")
+            self.head = OICRHead.from_tensors(model.extra)
 
     @torch.no_grad()
     def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Proposals (R, 4) at model resolution (the kinds the model was trained with) and their (R, classes)
-        scores, for one image's (C, h, w) activation and (3, S, S) pixels."""
+        scores, for one image's (C, h, w) activation and (3, S, S) pixels: the seed score, times the refined
+        streams' mean with score oicr."""
         size = pixels.shape[-1]
         maps = heat_maps(activation, self.cam_weight, size)
         boxes = torch.from_numpy(proposal_boxes(maps, pixels, self.kinds))
-        return boxes, self.head(region_features(activation, boxes, size))
+        scores = seed_scores(activation, self.cam_weight, boxes, size, self.area_weight)
+        if self.head is not None:
+            scores = scores * self.head(region_features(activation, boxes, size))
+        return boxes, scores
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
         boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
-        keep = keep[s[keep] >= self.min_ratio * float(s.max())][: self.max_boxes]
+        keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)][: self.max_boxes]
         regions = torch.cat([boxes[keep], s[keep, None]], 1).numpy()
         heat = np.zeros((size, size), np.float32)
         for x0, y0, x1, y1, v in regions[::-1]:

@@ -1,2 +1,2 @@
-"""Learn the user's own classes from image-level labels: a CAM head (train), WSDDN (train --wsddn), and
+"""Learn the user's own classes from image-level labels: a CAM head (train), OICR streams (train --wsddn), and
 proposals that improve from the boxes the reviewer accepted (improve)."""

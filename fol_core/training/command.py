@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-labels", default="folders",
                         help="'folders' (the parent folder's name, default) or a CSV of image,label "
                              "('a;b' for several labels; background/none for a negative)")
-    parser.add_argument("--wsddn", action="store_true", help="also train a WSDDN head (for --method wsddn)")
+    parser.add_argument("--wsddn", action="store_true",
+                        help="also train OICR's refinement streams over region proposals (--method wsddn --score oicr)")
+    parser.add_argument("--refine", type=int, default=d.refine,
+                        help="OICR's refinement streams, 1-10 (default: %(default)s)")
     parser.add_argument("--proposals", default="heatmaps",
                         help="WSDDN's region proposals: heatmaps, plus selective_search and/or windows, comma-separated "
                              "(default: %(default)s; measured best on raccoon-dev's even half)")
@@ -48,9 +51,11 @@ def proposal_kinds(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     kinds = proposal_kinds(args.proposals)
+    if not 1 <= args.refine <= 10:
+        raise TrainingError(f"--refine must be between 1 and 10 (got {args.refine})")
     settings = Settings(backbone=args.backbone, epochs=args.epochs, patience=args.patience, lr=args.lr,
                         val_fraction=args.val_fraction, seed=args.seed, wsddn=args.wsddn,
-                        proposals=kinds)
+                        refine=args.refine, proposals=kinds)
     result = train(args.source, args.out, settings, args.image_labels, args.overwrite, args.restart)
     m = result.card["metrics"]
     print(f"{result.folder}: {', '.join(result.card['classes'])}; held-out accuracy {m['val_accuracy']:.1%} on "

@@ -58,7 +58,9 @@ class Settings:
     val_fraction: float = 0.2
     seed: int = 0
     wsddn: bool = False
-    """Also train a WSDDN head (methods/wsddn.py) on region proposals."""
+    """Also train OICR's refinement streams (methods/wsddn.py) on region proposals."""
+    refine: int = 3
+    """OICR's refinement streams (K)."""
     proposals: tuple[str, ...] = ("heatmaps",)
     """WSDDN's proposals: the heatmaps' boxes, plus "selective_search" and/or "windows" if named."""
 

@@ -1,8 +1,10 @@
-"""Train WSDDN's two-stream head (methods/wsddn.py) on the frozen backbone's region features.
+"""Train OICR's refinement streams (methods/wsddn.py) on the frozen backbone's region features.
 
-Each image's feature map, proposals and region features are computed once (the backbone is frozen),
-cached in the run's partial folder (a resumed run skips them), then the head is trained on them with
-BCE on the image labels, with early stopping on the held-out images' loss.
+Each image's feature map, proposals, seed scores and region features are computed once (the backbone is
+frozen), cached in the run's partial folder (a resumed run skips them), then the K streams are trained
+together: stream 1 on pseudo-labels from the seed scores, stream k on those from stream k - 1's scores
+(OICR's online refinement), with the pseudo-label-weighted cross-entropy over regions. Negative images
+teach every stream that all their regions are background.
 """
 
 from __future__ import annotations
@@ -15,29 +17,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..methods.wsddn import WSDDNHead, heat_maps, proposal_boxes, region_features
+from ..methods.wsddn import (
+    AREA_WEIGHT,
+    FG_IOU,
+    TOP_RATIO,
+    TOPS,
+    OICRHead,
+    heat_maps,
+    proposal_boxes,
+    pseudo_labels,
+    region_features,
+    seed_scores,
+)
 from ..models import Classifier
 
 CACHE = "wsddn_cache.pt"
 PROPOSAL_NOTES = {"selective_search": "; OpenCV's selective search (fast) on the model's input, sides >= 10%",
                   "windows": "; sliding windows (sides 30-80%, ratios 1:2, 1:1, 2:1, half-box stride)"}
-EPOCHS = 60
-PATIENCE = 8
+EPOCHS = 30
 IMAGES_PER_STEP = 8
 
 
 @torch.no_grad()
 def image_regions(clf: Classifier, cam_weight: torch.Tensor, pixels: torch.Tensor,
-                  kinds: tuple[str, ...] = ("heatmaps",)) -> torch.Tensor:
-    """(R, features) for one (3, S, S) image in [0, 1]: its proposals' region features."""
+                  kinds: tuple[str, ...] = ("heatmaps",)) -> dict[str, torch.Tensor]:
+    """One (3, S, S) image in [0, 1]: its proposals (R, 4), their seed scores (R, classes) and features."""
     activation = clf.net.forward_features(clf.normalize(pixels[None]))[0]
     size = pixels.shape[-1]
     boxes = torch.from_numpy(proposal_boxes(heat_maps(activation, cam_weight, size), pixels, kinds))
-    return region_features(activation, boxes, size)
+    return {"boxes": boxes, "seed": seed_scores(activation, cam_weight, boxes, size, AREA_WEIGHT.default),
+            "feats": region_features(activation, boxes, size)}
 
 
 def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int,
-             kinds: tuple[str, ...]) -> list[torch.Tensor]:
+             kinds: tuple[str, ...]) -> list[dict[str, torch.Tensor]]:
     out = []
     for _, pixels in items:
         x = pixels.float()[None] / 255.0
@@ -47,66 +60,64 @@ def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int,
     return out
 
 
-def _loss(head: WSDDNHead, feats: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The BCE of the image scores, and the scores."""
-    scores = torch.stack([head.image_scores(f) for f in feats])
-    return nn.functional.binary_cross_entropy(scores, targets), scores
+def oicr_loss(head: OICRHead, region: dict[str, torch.Tensor], positives: torch.Tensor) -> torch.Tensor:
+    """The streams' summed loss on one image: each stream's weighted cross-entropy against the pseudo-labels
+    of the stream before it (the seed scores for the first)."""
+    previous, loss = region["seed"], torch.zeros(())
+    for logits in head.streams(region["feats"]):
+        labels, weights = pseudo_labels(previous, region["boxes"], positives)
+        loss = loss + (nn.functional.cross_entropy(logits, labels, reduction="none") * weights).mean()
+        previous = logits.softmax(1)[:, :-1].detach()
+    return loss
 
 
 def train_wsddn(clf: Classifier, cam_head: nn.Linear, train_items: list, val_items: list,
                 classes: list[str], partial: Path, settings: Any, log: Callable[[str], None]
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The trained head's tensors, and what the card says about it."""
+    """The trained streams' tensors, and what the card says about them."""
     start = time.perf_counter()
     size = clf.input_size
     cache = partial / CACHE
-    y_train = torch.tensor([[float(c in e.labels) for c in classes] for e, _ in train_items])
-    y_val = torch.tensor([[float(c in e.labels) for c in classes] for e, _ in val_items])
+    y_train = torch.tensor([[c in e.labels for c in classes] for e, _ in train_items])
+    y_val = torch.tensor([[c in e.labels for c in classes] for e, _ in val_items])
     if cache.is_file():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
-        train_feats, val_feats = saved["train"], saved["val"]
-        log("WSDDN: region features from the checkpoint")
+        train_regions, val_regions = saved["train"], saved["val"]
+        log("OICR: region features from the checkpoint")
     else:
         weight = cam_head.weight.detach()
         kinds = tuple(settings.proposals)
-        train_feats = _regions(clf, weight, train_items, size, kinds)
-        val_feats = _regions(clf, weight, val_items, size, kinds)
-        torch.save({"train": train_feats, "val": val_feats}, cache)
-    regions = sum(len(f) for f in train_feats) / len(train_feats)
-    log(f"WSDDN: {regions:.0f} proposals per image on average")
+        train_regions = _regions(clf, weight, train_items, size, kinds)
+        val_regions = _regions(clf, weight, val_items, size, kinds)
+        torch.save({"train": train_regions, "val": val_regions}, cache)
+    per_image = sum(len(r["boxes"]) for r in train_regions) / len(train_regions)
+    log(f"OICR: {per_image:.0f} proposals per image on average")
     torch.manual_seed(settings.seed)
-    head = WSDDNHead(train_feats[0].shape[1], len(classes))
+    head = OICRHead(train_regions[0]["feats"].shape[1], len(classes), settings.refine)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-3)
-    best, best_loss, bad = None, float("inf"), 0
-    for epoch in range(1, EPOCHS + 1):
+    for _ in range(EPOCHS):
         head.train()
-        order = torch.randperm(len(train_feats)).tolist()
+        order = torch.randperm(len(train_regions)).tolist()
         for i in range(0, len(order), IMAGES_PER_STEP):
             idx = order[i:i + IMAGES_PER_STEP]
-            loss, _ = _loss(head, [train_feats[j] for j in idx], y_train[idx])
+            loss = sum(oicr_loss(head, train_regions[j], y_train[j]) for j in idx) / len(idx)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        head.eval()
-        with torch.no_grad():
-            val_loss, scores = _loss(head, val_feats, y_val)
-            val_loss = float(val_loss)
-            accuracy = float(((scores >= 0.5) == y_val.bool()).all(1).float().mean())
-        if val_loss < best_loss:
-            best, best_loss, bad = {k: v.clone() for k, v in head.state_dict().items()}, val_loss, 0
-            best_row = {"epoch": epoch, "val_loss": round(val_loss, 5), "val_accuracy": round(accuracy, 4)}
-        else:
-            bad += 1
-            if bad >= PATIENCE:
-                break
-    head.load_state_dict(best)
+    head.eval()
+    with torch.no_grad():
+        val_loss = float(sum(oicr_loss(head, r, y) for r, y in zip(val_regions, y_val, strict=True)) / len(val_regions))
     seconds = round(time.perf_counter() - start, 1)
-    log(f"WSDDN: held-out loss {best_row['val_loss']:.4f}, accuracy {best_row['val_accuracy']:.1%} "
-        f"(epoch {best_row['epoch']}), {seconds:.0f} s")
+    log(f"OICR: {settings.refine} streams, held-out pseudo-label loss {val_loss:.4f}, {seconds:.0f} s")
     card = {"proposals": "the classifier's heatmaps (CAM per class, mean activation) at thresholds 0.1-0.7"
                          + "".join(PROPOSAL_NOTES[k] for k in settings.proposals if k in PROPOSAL_NOTES),
             "proposal_kinds": list(settings.proposals),
-            "region_features": "roi_align on the last feature map (2 x 2, averaged) + box geometry",
-            "head": "classification softmax over classes + background x detection softmax over regions",
-            "proposals_per_image": round(regions, 1), "seconds": seconds, **best_row}
-    return head.tensors(), {"card": card, "metrics": {"wsddn_val_accuracy": best_row["val_accuracy"]}}
+            "region_features": "roi_align on the last feature map inside and outside the box (2 x 2, averaged) "
+                               "+ box geometry",
+            "seed": f"share of the class's CAM mass inside the box - {AREA_WEIGHT.default} x its share of the photo",
+            "head": f"OICR: {settings.refine} refinement streams ((classes + background)-way linear), stream 1 "
+                    f"on the seed's pseudo-labels; pseudo-objects: the best {TOPS} regions per class after NMS "
+                    f"scoring >= {TOP_RATIO} x the best, IoU >= {FG_IOU} takes their class",
+            "epochs": EPOCHS, "proposals_per_image": round(per_image, 1), "seconds": seconds,
+            "val_pseudo_label_loss": round(val_loss, 5)}
+    return head.tensors(), {"card": card, "metrics": {"oicr_val_loss": round(val_loss, 5)}}

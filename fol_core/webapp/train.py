@@ -101,7 +101,6 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
     note = (f"**{html.escape(out.name)}**: {html.escape(', '.join(card['classes']))} · held-out accuracy "
             f"{m['val_accuracy']:.1%} on {m['val_images']} images (best epoch {m['best_epoch']} of {m['epochs_run']}) · "
             f"{m['train_images']} training images, {m['negatives']} negatives · {card['training']['seconds']:.0f} s"
-            + (f" · WSDDN held-out accuracy {m['wsddn_val_accuracy']:.1%}" if "wsddn_val_accuracy" in m else "")
             + f"\n\nWritten to {html.escape(where)}. Use it with {use}: pick **{html.escape(out.name)}** as the "
             "Model in Localize or Dataset map (method CAM" + (" or WSDDN" if wsddn else "") + ")."
             + "".join(f"\n- ⚠️ {html.escape(s)}" for s in skipped[:10]))
