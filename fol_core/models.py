@@ -52,6 +52,9 @@ class ModelSpec:
     description: str = ""
     layer_note: str = ""
     """Why fol_layer is the default."""
+    stages: str | None = None
+    """The module path of the backbone's sequence of stages (`train --tune-blocks N` fine-tunes the last N and
+    the layers after them, up to cam_layer); None: only a head can be trained."""
 
     @property
     def head(self) -> str:
@@ -334,9 +337,9 @@ def _load_trained(folder: Path, name: str) -> Classifier:
         tensors = load_file(folder / WEIGHTS)
     except (OSError, SafetensorError) as exc:
         raise ModelUnavailableError(f"cannot read {folder / WEIGHTS}: {one_line(exc)}") from None
-    net = backbone.build(None)
-    head = net.get_submodule(backbone.head)
     prefix = f"{backbone.head}."
+    net = _with_layers(backbone, {k: v for k, v in tensors.items() if not k.startswith(prefix)}, folder / WEIGHTS)
+    head = net.get_submodule(backbone.head)
     weight = tensors.get(prefix + "weight")
     if weight is None or weight.shape != (len(card["classes"]), head.in_features):
         raise ModelUnavailableError(f"{folder / WEIGHTS} does not hold a {backbone.name} head for {len(card['classes'])} classes")
@@ -345,7 +348,25 @@ def _load_trained(folder: Path, name: str) -> Classifier:
     parent, _, attr = backbone.head.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, attr, new_head)
     spec = replace(backbone, name=name, description=f"trained on {card.get('source', '?')}: {', '.join(card['classes'])}")
-    return Classifier(spec, net, card, {k: v for k, v in tensors.items() if not k.startswith(prefix)})
+    own = net.state_dict()
+    return Classifier(spec, net, card, {k: v for k, v in tensors.items() if not k.startswith(prefix) and k not in own})
+
+
+def _with_layers(spec: ModelSpec, tensors: dict[str, torch.Tensor], where: str | os.PathLike) -> nn.Module:
+    """The backbone with the tensors named after its own layers (fine-tuned ones) loaded over ImageNet's."""
+    net = spec.build(None)
+    own = net.state_dict()
+    tuned = {k: v for k, v in tensors.items() if k in own}
+    wrong = [k for k, v in tuned.items() if v.shape != own[k].shape]
+    if wrong:
+        raise ModelUnavailableError(f"{where} does not fit {spec.name}: {wrong[0]} has shape {tuple(tuned[wrong[0]].shape)}")
+    net.load_state_dict(tuned, strict=False)
+    return net
+
+
+def with_tuned_layers(spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> Classifier:
+    """A registry classifier with some of its layers replaced by fine-tuned ones (named by module path)."""
+    return Classifier(spec, _with_layers(spec, tensors, "the fine-tuned layers"))
 
 
 def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -390,6 +411,7 @@ register_model(
         fol_layer="blocks.5.3.bn2",
         cam_layer="bn2",
         classifier="classifier",
+        stages="blocks",
         description="EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet-1k, offline: the default",
         layer_note=(
             "the last block's expanded 7 x 7 features (1152 channels): best GT-known Loc (0.60, mean IoU 0.54, "

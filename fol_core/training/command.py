@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proposals", default="heatmaps",
                         help="WSDDN's region proposals: heatmaps, plus selective_search and/or windows, comma-separated "
                              "(default: %(default)s; measured best on raccoon-dev's even half)")
+    parser.add_argument("--tune-blocks", type=int, default=d.tune_blocks, metavar="N",
+                        help="also fine-tune the backbone's last N stages and its final conv (what CAM reads); "
+                             "0: the head only (default: %(default)s)")
+    parser.add_argument("--tune-lr", type=float, default=d.tune_lr,
+                        help="learning rate of the fine-tuned backbone layers (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="at most this many epochs (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help="stop after N epochs without a better held-out loss (default: %(default)s)")
@@ -55,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise TrainingError(f"--refine must be between 1 and 10 (got {args.refine})")
     settings = Settings(backbone=args.backbone, epochs=args.epochs, patience=args.patience, lr=args.lr,
                         val_fraction=args.val_fraction, seed=args.seed, wsddn=args.wsddn,
-                        refine=args.refine, proposals=kinds)
+                        refine=args.refine, proposals=kinds, tune_blocks=args.tune_blocks,
+                        tune_lr=args.tune_lr)
     result = train(args.source, args.out, settings, args.image_labels, args.overwrite, args.restart)
     m = result.card["metrics"]
     print(f"{result.folder}: {', '.join(result.card['classes'])}; held-out accuracy {m['val_accuracy']:.1%} on "

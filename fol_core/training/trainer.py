@@ -12,12 +12,15 @@ resumes; the model folder `NAME` appears only when finished (written in NAME.par
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import datetime
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from ..errors import UserError, one_line
-from ..models import CARD, WEIGHTS, Classifier, load_model
+from ..models import CARD, WEIGHTS, Classifier, load_model, with_tuned_layers
 from .data import TrainingError, TrainingSet, load_training_set
 
 PARTIAL = ".partial"
@@ -63,6 +66,10 @@ class Settings:
     """OICR's refinement streams (K)."""
     proposals: tuple[str, ...] = ("heatmaps",)
     """WSDDN's proposals: the heatmaps' boxes, plus "selective_search" and/or "windows" if named."""
+    tune_blocks: int = 0
+    """Also fine-tune the backbone's last N stages and its layers after them up to the CAM layer (0: the head only)."""
+    tune_lr: float = 3e-4
+    """The fine-tuned backbone layers' learning rate (no weight decay: they start from ImageNet's weights)."""
 
 
 @dataclass
@@ -105,28 +112,110 @@ def pooled_features(clf: Classifier, pixels: torch.Tensor, batch: int = 32) -> t
     return torch.cat([clf.features(pixels[i:i + batch])[0] for i in range(0, len(pixels), batch)])
 
 
-def _head_loss(head: nn.Linear, feats: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+@dataclass
+class Split:
+    """The backbone cut where fine-tuning starts: the frozen trunk (the shared network's own layers) and a
+    trainable copy of the tail (the last stages and the layers after them, up to the CAM layer)."""
+
+    trunk: nn.Sequential
+    tail: nn.Sequential
+    names: list[str]
+    """Each tail layer's module path in the network (its weights are saved under it)."""
+
+    @torch.no_grad()
+    def inputs(self, clf: Classifier, pixels: torch.Tensor, batch: int = 32) -> torch.Tensor:
+        """The trunk's output (the tail's input) for (N, 3, S, S) pixels in [0, 1], kept in half precision."""
+        return torch.cat([self.trunk(clf.normalize(pixels[i:i + batch])).half() for i in range(0, len(pixels), batch)])
+
+
+def split_backbone(clf: Classifier, blocks: int) -> Split:
+    """Cut the network before its last `blocks` stages (the registry's `stages`), whose layers run in the
+    order of the network's children (timm's EfficientNets: stem, stages, conv_head, bn2 = the CAM layer)."""
+    spec = clf.spec
+    children = list(clf.net.named_children())
+    names = [n for n, _ in children]
+    top = spec.cam_layer.split(".")[0]
+    if not spec.stages or spec.stages not in names or top not in names[names.index(spec.stages) + 1:]:
+        raise TrainingError(f"{spec.name} cannot fine-tune its last blocks (the registry names no stages before "
+                            "its CAM layer): train the head only")
+    stages = clf.layer(spec.stages)
+    if not 1 <= blocks <= len(stages):
+        raise TrainingError(f"--tune-blocks: {spec.name} has {len(stages)} stages (got {blocks})")
+    cut, first, last = len(stages) - blocks, names.index(spec.stages), names.index(top)
+    tail = [(f"{spec.stages}.{k}", stages[k]) for k in range(cut, len(stages))] + children[first + 1:last + 1]
+    trunk = nn.Sequential(*(m for _, m in children[:first]), *stages[:cut])
+    copied = copy.deepcopy(nn.Sequential(*(m for _, m in tail))).eval()  # BatchNorm keeps ImageNet's statistics
+    for p in copied.parameters():
+        p.requires_grad_(True)
+    return Split(trunk, copied, [n for n, _ in tail])
+
+
+class Tuned(nn.Module):
+    """The fine-tuned tail, global average pooling and the linear head: class scores from the trunk's output."""
+
+    def __init__(self, tail: nn.Sequential, head: nn.Linear) -> None:
+        super().__init__()
+        self.tail, self.head = tail, head
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tail(maps.float()).mean((2, 3)))
+
+
+def _head_loss(head: nn.Module, feats: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(head(feats), targets, pos_weight=pos_weight)
 
 
 @torch.no_grad()
-def _scores(head: nn.Linear, feats: torch.Tensor, targets: torch.Tensor, classes: list[str],
+def _scores(head: nn.Module, feats: torch.Tensor, targets: torch.Tensor, classes: list[str],
             pos_weight: torch.Tensor) -> dict[str, Any]:
     """Held-out loss, exact-match accuracy (every class right at 0.5) and each class's accuracy."""
     logits = head(feats)
     pred = logits >= 0
     right = pred == targets.bool()
     return {
-        "val_loss": round(float(_head_loss(head, feats, targets, pos_weight)), 5),
+        "val_loss": round(float(nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)),
+                          5),
         "val_accuracy": round(float(right.all(1).float().mean()), 4),
         "per_class_accuracy": {c: round(float(right[:, i].float().mean()), 4) for i, c in enumerate(classes)},
     }
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+@contextmanager
+def reuse_freed_memory() -> Iterator[None]:
+    """Keep freed memory for reuse while training (glibc's malloc; elsewhere nothing changes).
+
+    Each batch's activations are tens of MB: glibc maps such blocks afresh and unmaps them when freed, so
+    the kernel zero-fills every page again, which was about half of a run's CPU time (system time). At the
+    end the thresholds go to the values glibc's own adjustment converges to, and spare memory is given back."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+        trim(0)
 
 
 def train(source: str | dict, out: str | Path, settings: Settings = Settings(), image_labels: str | None = "folders",
           overwrite: bool = False, restart: bool = False, progress: Progress | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a model for the source's labelled images into the folder `out` (see the module's docstring)."""
+    with reuse_freed_memory():
+        return _train(source, out, settings, image_labels, overwrite, restart, progress, log)
+
+
+def _train(source: str | dict, out: str | Path, settings: Settings, image_labels: str | None, overwrite: bool,
+           restart: bool, progress: Progress | None, log: Callable[[str], None]) -> TrainResult:
     start = time.perf_counter()
     out = Path(out)
     if not out.name or out.name.endswith(PARTIAL):
@@ -143,6 +232,7 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
     if not clf.imagenet:
         raise TrainingError("the backbone must be a registry model (e.g. efficientnet_lite0)")
     size = clf.input_size
+    split = split_backbone(clf, settings.tune_blocks) if settings.tune_blocks else None
     fingerprint = {"data": data.fingerprint(), "settings": asdict(settings)}
     ckpt_path = partial / CHECKPOINT
     state = _load_checkpoint(ckpt_path, fingerprint)
@@ -158,16 +248,25 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
     positives = y_train.sum(0)
     pos_weight = ((len(y_train) - positives) / positives.clamp(min=1)).clamp(1.0, 10.0)
     head = nn.Linear(clf.net.num_features, len(classes))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    groups = [{"params": head.parameters()}]
+    if split:
+        groups.append({"params": split.tail.parameters(), "lr": settings.tune_lr, "weight_decay": 0.0})
+    model: nn.Module = Tuned(split.tail, head) if split else head
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+    def inputs(pixels: torch.Tensor) -> torch.Tensor:
+        """What the trained part reads: the trunk's maps when fine-tuning, else the pooled features."""
+        return split.inputs(clf, pixels) if split else pooled_features(clf, pixels)
+
     if state is None:
-        val_feats = pooled_features(clf, torch.stack([p for _, p in val_items]).float() / 255.0)
-        state = {"fingerprint": fingerprint, "epoch": 0, "bank": torch.zeros(0, clf.net.num_features),
+        val_feats = inputs(torch.stack([p for _, p in val_items]).float() / 255.0)
+        state = {"fingerprint": fingerprint, "epoch": 0, "bank": val_feats[:0],
                  "bank_targets": torch.zeros(0, len(classes)), "val_feats": val_feats, "history": [],
                  "best": None, "bad_epochs": 0}
         log(f"training {', '.join(classes)} ({data.negatives} negatives): {len(train_items)} images, "
             f"{len(val_items)} held out")
     else:
-        head.load_state_dict(state["head"])
+        model.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
         log(f"resuming {partial} after epoch {state['epoch']}")
     resumed_from = state["epoch"]
@@ -176,27 +275,30 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
         epoch = state["epoch"] + 1
         torch.manual_seed(settings.seed * 1000 + epoch)  # the same views whether or not the run was resumed
         views = torch.stack([augment(p) for _, p in train_items]).float() / 255.0
-        state["bank"] = torch.cat([state["bank"], pooled_features(clf, views)])
+        state["bank"] = torch.cat([state["bank"], inputs(views)])
         state["bank_targets"] = torch.cat([state["bank_targets"], y_train])
+        # The head alone passes over every view seen so far; the fine-tuned layers (costlier) over as many
+        # views as the epoch added, drawn from all of them.
+        per_pass = len(views) if split else len(state["bank"])
         losses = []
         for _ in range(settings.head_passes):
-            order = torch.randperm(len(state["bank"]))
+            order = torch.randperm(len(state["bank"]))[:per_pass]
             for i in range(0, len(order), settings.batch_size):
                 idx = order[i:i + settings.batch_size]
-                loss = _head_loss(head, state["bank"][idx], state["bank_targets"][idx], pos_weight)
+                loss = _head_loss(model, state["bank"][idx], state["bank_targets"][idx], pos_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
         row = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5),
-               **_scores(head, state["val_feats"], y_val, classes, pos_weight)}
+               **_scores(model, state["val_feats"], y_val, classes, pos_weight)}
         best = state["best"]
         if best is None or row["val_loss"] < best["row"]["val_loss"]:
-            state["best"] = {"row": row, "head": {k: v.clone() for k, v in head.state_dict().items()}}
+            state["best"] = {"row": row, "head": {k: v.clone() for k, v in model.state_dict().items()}}
             state["bad_epochs"] = 0
         else:
             state["bad_epochs"] += 1
-        state.update(epoch=epoch, head=head.state_dict(), optimizer=optimizer.state_dict())
+        state.update(epoch=epoch, head=model.state_dict(), optimizer=optimizer.state_dict())
         state["history"].append(row)
         _save_checkpoint(state, ckpt_path)
         log(f"epoch {epoch}: loss {row['train_loss']:.4f}, held-out loss {row['val_loss']:.4f}, "
@@ -204,13 +306,17 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
         if progress:
             progress(row)
     best = state["best"]
-    head.load_state_dict(best["head"])
+    model.load_state_dict(best["head"])
     tensors = {f"{clf.spec.classifier}.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    tuned = {f"{name}.{k}": v.detach().contiguous() for name, layer in zip(split.names, split.tail)
+             for k, v in layer.state_dict().items()} if split else {}
+    tensors.update(tuned)
     extra: dict[str, Any] = {}
     if settings.wsddn:
         from .wsddn import train_wsddn
 
-        wsddn_tensors, extra = train_wsddn(clf, head, train_items, val_items, classes, partial, settings, log)
+        base = with_tuned_layers(clf.spec, tuned) if tuned else clf
+        wsddn_tensors, extra = train_wsddn(base, head, train_items, val_items, classes, partial, settings, log)
         tensors.update(wsddn_tensors)
     card = {
         "format": "fol-model/1",
@@ -220,6 +326,7 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
         "output": "sigmoid",
         "threshold": 0.5,
         "head": "global average pooling + linear on the backbone's last feature map (CAM reads it)",
+        "tuned_layers": split.names if split else [],
         "preprocessing": {"resize": "the whole photo stretched, no crop", "input_size": size,
                           "mean": list(clf.spec.mean), "std": list(clf.spec.std)},
         "metrics": {**{k: v for k, v in best["row"].items() if k != "epoch"}, "best_epoch": best["row"]["epoch"],
