@@ -97,15 +97,14 @@ def _search_classes(query: str, selected: list | None) -> dict:
 
 @handled
 def _on_model(model_name: str) -> list:
-    """Load the model (its message if it cannot be), and put its registry layers in the Advanced panel."""
+    """Load the model (its message if it cannot be), and put its layers and defaults in the Advanced panel."""
     note = ""
     try:
         load_model(model_name)
     except UserError as exc:
         gr.Warning(html.escape(one_line(exc)), title=f"{model_name} is not available")
         note = f"⚠️ {html.escape(one_line(exc))}"
-    values = [localize.default_layer(model_name, c.method) for c in localize.CONTROLS if c.param.name == "layer"]
-    return [note, *values]
+    return [note, *localize.model_defaults(model_name)]
 
 
 def _on_method(method: str) -> list:
@@ -216,7 +215,7 @@ def localize_tab() -> gr.Dropdown:
                 voc_file = gr.DownloadButton("Pascal VOC XML", interactive=False, elem_id="download-voc")
                 coco_file = gr.DownloadButton("COCO JSON", interactive=False, elem_id="download-coco")
 
-    layers = [c for c, ctl in zip(controls, localize.CONTROLS) if ctl.param.name == "layer" and not ctl.word]
+    model_controls = [controls[i] for i in localize.MODEL_CONTROLS]
     results = [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file]
     request = [photo, model, method, class_mode, topn, named, *controls]
     photo.change(_preview, photo, preview, api_visibility="private")
@@ -225,7 +224,7 @@ def localize_tab() -> gr.Dropdown:
     photo.clear(_cleared, None, results, api_visibility="private")
     examples.select(_pick_example, None, [photo, *results], api_visibility="private").then(
         _localize, request, results, api_visibility="private").then(None, js=SELECT_MODE_JS)
-    model.change(_on_model, model, [model_note, *layers], api_visibility="private")
+    model.change(_on_model, model, [model_note, *model_controls], api_visibility="private")
     method.change(_on_method, method, groups, api_visibility="private")
     class_mode.change(_on_class_mode, class_mode, [topn, search, named], api_visibility="private")
     search.change(_search_classes, [search, named], named, api_visibility="private")

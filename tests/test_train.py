@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import raccoon_folder
 
 from fol_core.cli import main
@@ -206,3 +207,40 @@ def test_score_oicr_on_a_model_without_refined_streams_is_refused_in_one_line():
     with pytest.raises(ParamError, match="train old again with") as exc:
         WSDDN(old, score="oicr")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.slow
+def test_tune_blocks_saves_and_loads_the_fine_tuned_layers(labelled, tmp_path):
+    from safetensors.torch import load_file
+
+    from fol_core.methods import create_method
+    from fol_core.models import load_model
+
+    out = tmp_path / "models" / "tuned"
+    result = train(str(labelled), out, Settings(**{**TINY.__dict__, "tune_blocks": 1}), log=lambda s: None)
+    assert result.card["tuned_layers"] == ["blocks.6", "conv_head", "bn2"]
+    saved = load_file(out / "model.safetensors")
+    assert "blocks.6.0.conv_pw.weight" in saved and "conv_head.weight" in saved and "classifier.weight" in saved
+    trained, imagenet = load_model(str(out)), load_model()
+    own = trained.net.state_dict()
+    for key in ("blocks.6.0.conv_pw.weight", "conv_head.weight", "bn2.weight"):
+        assert torch.equal(own[key], saved[key]) and not torch.equal(own[key], imagenet.net.state_dict()[key])
+    assert torch.equal(own["blocks.5.0.conv_pw.weight"], imagenet.net.state_dict()["blocks.5.0.conv_pw.weight"])
+    assert not trained.extra  # every saved tensor went into the network
+    # a trained model's heatmaps are cut at the thresholds measured for trained models, not ImageNet's
+    for name in ("mscam", "cam"):
+        m = create_method(name, trained)
+        tuned = m.tuned()
+        assert m.threshold == tuned.trained_default != tuned.default
+        assert create_method(name, imagenet).threshold == tuned.default
+    code = main(["localize", str(next((labelled / "raccoon").iterdir())), "--model", str(out), "--method", "mscam",
+                 "--classes", "raccoon", "--out", str(tmp_path / "loc")])
+    assert code == 0
+
+
+@pytest.mark.slow
+def test_tune_blocks_beyond_the_backbone_is_refused_in_one_line(labelled, tmp_path, capsys):
+    code = main(["train", str(labelled), "--out", str(tmp_path / "m"), "--tune-blocks", "8"])
+    assert code == 2 and not (tmp_path / "m").exists()
+    err = capsys.readouterr().err
+    assert "has 7 stages (got 8)" in err and err.count("\n") == 1

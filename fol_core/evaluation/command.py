@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     for name in methods:  # record the values used, defaults included, so results.json describes the run
         tuned_param = get_method(name).tuned()
         if tuned_param:
-            params[name].setdefault(tuned_param.name, tuned_param.default)
+            params[name].setdefault(tuned_param.name, tuned_param.default_for(model.imagenet))
     outcomes = evaluate(data.samples, model, params)
     if not next(iter(outcomes.values())):
         print("error: no photo could be read", file=sys.stderr)

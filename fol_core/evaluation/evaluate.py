@@ -124,15 +124,16 @@ def calibrate(samples: list[Sample], clf: Classifier, methods: dict[str, dict[st
         tuned = get_method(name).tuned()
         if tuned is None or tuned.name in params:
             continue
-        values = sorted(set(tuned.grid) | {float(tuned.default)})
-        plans[name] = (tuned, values, create_method(name, clf, **params))
+        default = tuned.default_for(clf.imagenet)
+        values = sorted(set(tuned.grid) | {float(default)})
+        plans[name] = (tuned, values, create_method(name, clf, **params), default)
     if not plans:
         return {}
     ious: dict[str, list[list[float]]] = {name: [] for name in plans}
     photos = 0
     for photo, group in _photos(samples, "calibrate", progress):
         photos += 1
-        for name, (tuned, values, m) in plans.items():
+        for name, (tuned, values, m, _) in plans.items():
             fp = m.forward(m.pixels(photo))
             for s in group:
                 expls = m.explain_each(fp, target_class(fp.probs, s.classes), tuned.name, values)
@@ -140,13 +141,13 @@ def calibrate(samples: list[Sample], clf: Classifier, methods: dict[str, dict[st
                          for e in expls]
                 ious[name].append([best_match(b, s.boxes)[0] for b in boxes])
     report = {}
-    for name, (tuned, values, _) in plans.items():
+    for name, (tuned, values, _, default) in plans.items():
         table = np.asarray(ious[name], dtype=np.float64).reshape(-1, len(values))
         loc = (table >= IOU_CORRECT).mean(0) if len(table) else np.zeros(len(values))
         mean = table.mean(0) if len(table) else np.zeros(len(values))
         best = max(range(len(values)), key=lambda i: (loc[i], mean[i], -i))
         report[name] = {
-            "param": tuned.name, "default": tuned.default, "chosen": values[best], "n_images": photos,
+            "param": tuned.name, "default": default, "chosen": values[best], "n_images": photos,
             "values": values, "gt_known_loc": loc.tolist(), "mean_iou": mean.tolist(),
         }
     return report

@@ -114,7 +114,8 @@ class Method:
             raise ParamError(reason)
         self.model = model
         for p in self.params:
-            setattr(self, p.name, p.parse(params[p.name]) if params.get(p.name) is not None else p.default)
+            setattr(self, p.name, p.parse(params[p.name]) if params.get(p.name) is not None
+                    else p.default_for(model.imagenet))
         self.layer = self.layer or self.default_layer(model.spec)
         model.layer(self.layer)  # refuse an unknown layer now, with a clear message (LayerError)
         self.check()

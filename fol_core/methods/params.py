@@ -35,6 +35,9 @@ class Param:
     """Values calibration tries (non-empty: this is the method's tuned parameter)."""
     advanced: bool = True
     """Shown in the app's Advanced panel (False: CLI and API only)."""
+    trained_default: Any = None
+    """The default on a model trained by `python -m fol_core train` (its heatmaps differ from ImageNet's
+    head's), when one was measured; None: the same default."""
 
     def parse(self, value: Any) -> Any:
         """The value as the method takes it; ParamError with a one-line reason otherwise (None stays None)."""
@@ -60,6 +63,10 @@ class Param:
             raise ParamError(f"{self.name} must be between {self.low:g} and {self.high:g} (got {value!r})")
         return number
 
+    def default_for(self, imagenet: bool) -> Any:
+        """The default on an ImageNet model, or on a trained one (`Classifier.imagenet` False)."""
+        return self.default if imagenet or self.trained_default is None else self.trained_default
+
     def describe(self) -> str:
         """The help text with the range and the default, for the CLI and the app."""
         bits = [self.help]
@@ -68,7 +75,8 @@ class Param:
         elif self.choices:
             bits.append(" | ".join(self.choices))
         if self.default is not None:
-            bits.append(f"default {self.default}")
+            bits.append(f"default {self.default}" + (f" ({self.trained_default} on a trained model)"
+                                                     if self.trained_default is not None else ""))
         return "; ".join(bits)
 
 

@@ -103,8 +103,8 @@ class Learned:
 def learn(project: Project, model: Classifier, method: str, params: dict, label_map: LabelMap) -> Learned:
     """The tuned parameter and the refinement that fit the accepted boxes best (see the module's docstring)."""
     tuned = get_method(method).tuned()
-    values = sorted(set(tuned.grid) | {params.get(tuned.name, tuned.default)}) if tuned and tuned.grid else [None]
-    current = params.get(tuned.name, tuned.default) if tuned else None
+    current = params.get(tuned.name, tuned.default_for(model.imagenet)) if tuned else None
+    values = sorted(set(tuned.grid) | {current}) if tuned and tuned.grid else [None]
     source = project.source()
     m = create_method(method, model, **params)
     rows = []  # per accepted image: (top box per value, the accepted boxes, w, h)

@@ -222,17 +222,17 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
         raise TrainingError(f"{out}: name the model folder, e.g. models/NAME")
     if out.exists() and not overwrite:
         raise TrainingError(f"{out} already exists: choose another name or pass --overwrite")
+    clf = load_model(settings.backbone)
+    if not clf.imagenet:
+        raise TrainingError("the backbone must be a registry model (e.g. efficientnet_lite0)")
+    size = clf.input_size
+    split = split_backbone(clf, settings.tune_blocks) if settings.tune_blocks else None
     partial = out.with_name(out.name + PARTIAL)
     if restart and partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     data = load_training_set(source, image_labels, partial, settings.val_fraction, settings.seed)
-    clf = load_model(settings.backbone)
-    if not clf.imagenet:
-        raise TrainingError("the backbone must be a registry model (e.g. efficientnet_lite0)")
-    size = clf.input_size
-    split = split_backbone(clf, settings.tune_blocks) if settings.tune_blocks else None
     fingerprint = {"data": data.fingerprint(), "settings": asdict(settings)}
     ckpt_path = partial / CHECKPOINT
     state = _load_checkpoint(ckpt_path, fingerprint)

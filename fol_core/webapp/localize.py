@@ -22,7 +22,7 @@ from ..formats import AnnotatedImage, coco, voc
 from ..imagenet import ImageNetClass, classes
 from ..images import load_image
 from ..methods import METHODS, Param, get_method
-from ..models import get_spec, load_model
+from ..models import get_spec, is_trained_model, load_model
 from ..result import Box, Localization
 
 METHOD_CHOICES = [(m.title, name) for name, m in METHODS.items()]
@@ -46,6 +46,9 @@ class Control:
 CONTROLS = [Control(name, p, w) for name, m in METHODS.items() for p in m.params if p.advanced
             for w in (None, *p.words)]
 """Every method's Advanced controls, in the order the app lays them out and passes their values back."""
+MODEL_CONTROLS = [i for i, c in enumerate(CONTROLS)
+                  if not c.word and (c.param.name == "layer" or c.param.trained_default is not None)]
+"""The positions in CONTROLS of the controls whose default depends on the model (reset when it changes)."""
 
 
 def default_layer(model_name: str, method: str) -> str:
@@ -54,12 +57,17 @@ def default_layer(model_name: str, method: str) -> str:
 
 
 def control_default(control: Control, model_name: str) -> Any:
-    """A control's starting value (layers: the registry's for the model)."""
+    """A control's starting value (layers: the registry's for the model; a trained model's own defaults)."""
     if control.word:
         return False
     if control.param.name == "layer":
         return default_layer(model_name, control.method)
-    return control.param.default
+    return control.param.default_for(not is_trained_model(model_name))
+
+
+def model_defaults(model_name: str) -> list[Any]:
+    """The starting values of MODEL_CONTROLS for this model."""
+    return [control_default(CONTROLS[i], model_name) for i in MODEL_CONTROLS]
 
 
 def method_params(method: str, values: Sequence[Any]) -> dict[str, Any]:
