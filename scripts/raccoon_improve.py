@@ -2,6 +2,7 @@
 reviewer accept the true boxes of the first N, improve, and score the top box on the images not reviewed.
 
     python scripts/raccoon_improve.py models/raccoon --method cam --counts 10,20,40 --out /tmp/improve
+    python scripts/raccoon_improve.py models/raccoon --params '{"threshold": 0.3}' ...   # not the default
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--method", default="cam")
+    parser.add_argument("--params", default="{}", help="JSON of method parameters for the pre-labeling")
     parser.add_argument("--counts", default="10,20,40")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -57,7 +59,7 @@ def main() -> None:
         folder = Path(args.out) / f"project-{n}"
         shutil.rmtree(folder, ignore_errors=True)
         project, _ = open_run(str(src), str(folder))
-        run_prelabel(project, model, args.method)
+        run_prelabel(project, model, args.method, json.loads(args.params))
         records = project.images()
         reviewed = {r.key for r in records[:n]}
         rest = {r.key for r in records} - reviewed

@@ -169,3 +169,17 @@ def test_caution_when_the_classifier_is_unsure_or_the_box_is_the_whole_photo():
     assert localize.caution(_result(0.91, (100, 100, 300, 300))) == ""
     assert localize.caution(_result(0.91, (10, 10, 500, 500))).startswith("⚠️ Careful: a box covers")
     assert localize.caution(_result(0.28, (100, 100, 300, 300)), named=True) == ""  # the user chose the class
+
+
+def test_choosing_a_trained_model_resets_the_thresholds_to_its_defaults(tmp_path):
+    folder = tmp_path / "raccoon"
+    folder.mkdir()
+    (folder / "card.json").write_text('{"classes": ["raccoon"], "backbone": "efficientnet_lite0"}')
+    controls = [localize.CONTROLS[i] for i in localize.MODEL_CONTROLS]
+    imagenet = dict(zip(map(id, controls), localize.model_defaults("efficientnet_lite0")))
+    trained = dict(zip(map(id, controls), localize.model_defaults(str(folder))))
+    thresholds = [c for c in controls if c.param.name == "threshold"]
+    assert {c.method for c in thresholds} >= {"cam", "mscam"}
+    for c in thresholds:
+        assert imagenet[id(c)] == c.param.default and trained[id(c)] == c.param.trained_default != c.param.default
+    assert all(imagenet[id(c)] == trained[id(c)] for c in controls if c.param.name == "layer")
