@@ -14,7 +14,6 @@ resumes; the model folder `NAME` appears only when finished (written in NAME.par
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import datetime
 import json
@@ -128,12 +127,20 @@ class Split:
     @torch.no_grad()
     def inputs(self, clf: Classifier, pixels: torch.Tensor, batch: int = 32) -> torch.Tensor:
         """The trunk's output (the tail's input) for (N, 3, S, S) pixels in [0, 1], kept in half precision."""
-        return torch.cat([self.trunk(clf.normalize(pixels[i:i + batch])).half() for i in range(0, len(pixels), batch)])
+        parts = []
+        for i in range(0, len(pixels), batch):
+            with clf.fast():
+                parts.append(self.trunk(clf.normalize(pixels[i:i + batch])).half())
+        return torch.cat(parts)
 
 
 def split_backbone(clf: Classifier, blocks: int) -> Split:
     """Cut the network before its last `blocks` stages (the registry's `stages`), whose layers run in the
-    order of the network's children (timm's EfficientNets: stem, stages, conv_head, bn2 = the CAM layer)."""
+    order of the network's children (timm's EfficientNets: stem, stages, conv_head, bn2 = the CAM layer).
+
+    The trunk is the loaded network's own (BatchNorm folded into its convolutions); the tail is copied from
+    a freshly built one, BatchNorm kept, so that its weights are saved under the registry's own names and
+    load (and fold) like any other."""
     spec = clf.spec
     children = list(clf.net.named_children())
     names = [n for n, _ in children]
@@ -145,12 +152,12 @@ def split_backbone(clf: Classifier, blocks: int) -> Split:
     if not 1 <= blocks <= len(stages):
         raise TrainingError(f"--tune-blocks: {spec.name} has {len(stages)} stages (got {blocks})")
     cut, first, last = len(stages) - blocks, names.index(spec.stages), names.index(top)
-    tail = [(f"{spec.stages}.{k}", stages[k]) for k in range(cut, len(stages))] + children[first + 1:last + 1]
     trunk = nn.Sequential(*(m for _, m in children[:first]), *stages[:cut])
-    copied = copy.deepcopy(nn.Sequential(*(m for _, m in tail))).eval()  # BatchNorm keeps ImageNet's statistics
-    for p in copied.parameters():
-        p.requires_grad_(True)
-    return Split(trunk, copied, [n for n, _ in tail])
+    fresh = spec.build(None)
+    tail_names = [f"{spec.stages}.{k}" for k in range(cut, len(stages))] + names[first + 1:last + 1]
+    tail = nn.Sequential(*(fresh.get_submodule(n) for n in tail_names)).eval()  # BatchNorm keeps ImageNet's statistics
+    tail.to(memory_format=torch.channels_last)
+    return Split(trunk, tail, tail_names)
 
 
 class Tuned(nn.Module):
@@ -225,6 +232,7 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
         raise TrainingError(f"{out}: name the model folder, e.g. models/NAME")
     if out.exists() and not overwrite:
         raise TrainingError(f"{out} already exists: choose another name or pass --overwrite")
+    torch.manual_seed(settings.seed)
     clf = load_model(settings.backbone)
     if not clf.imagenet:
         raise TrainingError("the backbone must be a registry model (e.g. efficientnet_lite0)")
@@ -234,7 +242,6 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
     if restart and partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(settings.seed)
     data = load_training_set(source, image_labels, partial, settings.val_fraction, settings.seed)
     fingerprint = {"data": data.fingerprint(), "settings": asdict(settings)}
     ckpt_path = partial / CHECKPOINT
