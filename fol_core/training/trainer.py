@@ -117,7 +117,7 @@ def pooled_features(clf: Classifier, pixels: torch.Tensor, batch: int = 32) -> t
 @dataclass
 class Split:
     """The backbone cut where fine-tuning starts: the frozen trunk (the shared network's own layers) and a
-    trainable copy of the tail (the last stages and the layers after them, up to the CAM layer)."""
+    trainable tail (the last stages and the layers after them, up to the CAM layer, with ImageNet's weights)."""
 
     trunk: nn.Sequential
     tail: nn.Sequential
