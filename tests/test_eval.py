@@ -161,3 +161,16 @@ def test_agnostic_samples_hold_every_box_and_outcomes_count_recall(voc_folder):
     sample = replace(sample, boxes=np.array([[0, 0, 10, 10], [20, 20, 40, 40]], float))
     out = Outcome(sample, np.array([[20, 20, 40, 41], [0, 0, 30, 30]], float), 0.95, 0, 0, 0.1)
     assert out.found == 1 and out.top_iou == pytest.approx(400 / 420) and out.top1_ok
+
+
+def test_sheet_zero_writes_the_plots_but_no_sheet(voc_folder, tmp_path):
+    from fol_core.evaluation.plots import write_plots
+    from fol_core.evaluation.report import build_results
+
+    root, _ = voc_folder
+    (sample,) = load_dataset(root, ["astronaut"], agnostic=True).samples
+    outcomes = {"fol": [Outcome(sample, np.array([[150, 20, 460, 512]], float), 1.0, 0, 0, 0.1)]}
+    results = build_results(root.name, "efficientnet_lite0", "all", outcomes, {"fol": {}}, None, "eval")
+    paths = write_plots(results, outcomes, tmp_path, n_sheet=0)
+    assert paths and all(p.is_file() for p in paths)
+    assert not list(tmp_path.glob("sheet_*.png"))

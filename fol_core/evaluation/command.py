@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mosaics", action="store_true",
                         help="score on two-photo mosaics of the split's images (both classes named), written to "
                              "OUT/mosaics; calibration stays on single photos")
-    parser.add_argument("--sheet", type=int, default=8, help="worst and best images per method on its sheet")
+    parser.add_argument("--sheet", type=int, default=8, help="worst and best images per method on its sheet (0: no sheets)")
     parser.add_argument("--out", default="exports/eval", help="output folder (default: %(default)s)")
 
 

@@ -178,8 +178,8 @@ def sheet(name: str, outcomes: list[Outcome], path: Path, n: int = 8, columns: i
 
 def write_plots(results: dict, outcomes: dict[str, list[Outcome]], out: Path, n_sheet: int = 8,
                 class_names: list[str] | None = None) -> list[Path]:
-    """Every plot and one sheet per method, written into `out`; returns their paths (captions name the
-    model's classes: ImageNet's unless given)."""
+    """Every plot and one sheet per method (none when n_sheet is 0), written into `out`; returns their paths
+    (captions name the model's classes: ImageNet's unless given)."""
     paths = [out / "iou_histogram.png", out / "center_correctness.png", out / "comparison.png"]
     iou_histogram(results, paths[0])
     centre_correctness(results, paths[1])
@@ -188,7 +188,7 @@ def write_plots(results: dict, outcomes: dict[str, list[Outcome]], out: Path, n_
         paths.append(out / "calibration.png")
         calibration(results["calibration"], paths[-1])
     for name, outs in outcomes.items():
-        if outs:
+        if outs and n_sheet > 0:
             paths.append(out / f"sheet_{name}.png")
             sheet(name, outs, paths[-1], n_sheet, names=class_names)
     return paths
