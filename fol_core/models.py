@@ -239,12 +239,13 @@ def fold_batchnorm(net: nn.Module, size: int = 224) -> nn.Module:
     is undone: the original network is returned."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    norms = (nn.BatchNorm2d, *_norm_act_types())
     folded = copy.deepcopy(net)
     count = 0
     for parent in list(folded.modules()):
         children = list(parent.named_children())
         for (conv_name, conv), (bn_name, bn) in itertools.pairwise(children):
-            if isinstance(conv, nn.Conv2d) and type(bn) in (nn.BatchNorm2d, *_NORM_ACT) and bn.track_running_stats \
+            if isinstance(conv, nn.Conv2d) and type(bn) in norms and bn.track_running_stats \
                     and conv.out_channels == bn.num_features:
                 setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
                 rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
@@ -265,8 +266,6 @@ def _norm_act_types() -> tuple[type, ...]:
         return ()
     return (BatchNormAct2d,)
 
-
-_NORM_ACT = _norm_act_types()
 
 
 def stretch(image: Image.Image, size: int) -> torch.Tensor:
