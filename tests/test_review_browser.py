@@ -47,7 +47,12 @@ def page(server):
 
 
 def _at(page, n: int) -> None:
+    """At image n, and the canvas shows it (a key pressed before the photo is drawn is refused, by design)."""
     expect(page.locator("#review-position")).to_contain_text(re.compile(rf"^\s*{n} / "))
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#review-token textarea, #review-token input');"
+        " return t !== null && window.folDrawn === t.value; }"
+    )
 
 
 def _labels(page) -> list[str]:
