@@ -154,6 +154,15 @@ def seed_scores(activation: torch.Tensor, cam_weight: torch.Tensor, boxes: torch
     return (score / score.max(0).values.clamp(min=1e-6)).clamp(min=0)
 
 
+def seeded_proposals(activation: torch.Tensor, cam_weight: torch.Tensor, pixels: torch.Tensor,
+                     kinds: tuple[str, ...], area_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's proposals (R, 4) at model resolution and their (R, classes) seed scores, from its (C, h, w)
+    activation and the (3, S, S) pixels the model saw: where both training and localizing start."""
+    size = pixels.shape[-1]
+    boxes = torch.from_numpy(proposal_boxes(heat_maps(activation, cam_weight, size), pixels, kinds))
+    return boxes, seed_scores(activation, cam_weight, boxes, size, area_weight)
+
+
 def pseudo_labels(previous: torch.Tensor, boxes: torch.Tensor, positives: torch.Tensor, tops: int = TOPS,
                   top_ratio: float = TOP_RATIO, fg_iou: float = FG_IOU) -> tuple[torch.Tensor, torch.Tensor]:
     """OICR's supervision for the next stream, from the previous one's (R, C) scores: for each class in the image
@@ -248,12 +257,9 @@ class WSDDN(Method):
         """Proposals (R, 4) at model resolution (the kinds the model was trained with) and their (R, classes)
         scores, for one image's (C, h, w) activation and (3, S, S) pixels: the seed score, times the refined
         streams' mean with score oicr."""
-        size = pixels.shape[-1]
-        maps = heat_maps(activation, self.cam_weight, size)
-        boxes = torch.from_numpy(proposal_boxes(maps, pixels, self.kinds))
-        scores = seed_scores(activation, self.cam_weight, boxes, size, self.area_weight)
+        boxes, scores = seeded_proposals(activation, self.cam_weight, pixels, self.kinds, self.area_weight)
         if self.head is not None:
-            scores = scores * self.head(region_features(activation, boxes, size))
+            scores = scores * self.head(region_features(activation, boxes, pixels.shape[-1]))
         return boxes, scores
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:

@@ -23,11 +23,9 @@ from ..methods.wsddn import (
     TOP_RATIO,
     TOPS,
     OICRHead,
-    heat_maps,
-    proposal_boxes,
     pseudo_labels,
     region_features,
-    seed_scores,
+    seeded_proposals,
 )
 from ..models import Classifier
 
@@ -43,10 +41,8 @@ def image_regions(clf: Classifier, cam_weight: torch.Tensor, pixels: torch.Tenso
                   kinds: tuple[str, ...] = ("heatmaps",)) -> dict[str, torch.Tensor]:
     """One (3, S, S) image in [0, 1]: its proposals (R, 4), their seed scores (R, classes) and features."""
     activation = clf.net.forward_features(clf.normalize(pixels[None]))[0]
-    size = pixels.shape[-1]
-    boxes = torch.from_numpy(proposal_boxes(heat_maps(activation, cam_weight, size), pixels, kinds))
-    return {"boxes": boxes, "seed": seed_scores(activation, cam_weight, boxes, size, AREA_WEIGHT.default),
-            "feats": region_features(activation, boxes, size)}
+    boxes, seed = seeded_proposals(activation, cam_weight, pixels, kinds, AREA_WEIGHT.default)
+    return {"boxes": boxes, "seed": seed, "feats": region_features(activation, boxes, pixels.shape[-1])}
 
 
 def _regions(clf: Classifier, cam_weight: torch.Tensor, items: list, size: int,
