@@ -253,23 +253,33 @@ def test_tune_blocks_beyond_the_backbone_is_refused_in_one_line(labelled, tmp_pa
     assert "has 7 stages (got 8)" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_training_reuses_freed_memory_instead_of_faulting_it_in_again():
+    """Measured in a fresh process: earlier tests' allocations change what glibc's malloc does next."""
     import platform
-    import resource
-
-    from fol_core.training.trainer import reuse_freed_memory
+    import subprocess
+    import sys
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc's malloc only")
+    script = """
+import resource
+import torch
+from fol_core.training.trainer import reuse_freed_memory
 
-    def faults() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(5):
-            torch.ones(64 << 18)  # 64 MB, allocated, written and freed: like a batch's activations
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.ones(64 << 18)  # 64 MB, allocated, written and freed: like a batch's activations
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-    outside = faults()
-    with reuse_freed_memory():
-        faults()  # the first allocation maps the memory once
-        inside = faults()
+outside = faults()
+with reuse_freed_memory():
+    faults()  # the first allocation maps the memory once
+    inside = faults()
+print(outside, inside)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    outside, inside = map(int, done.stdout.split())
     assert outside > 4 * 16384 and inside < outside / 4
