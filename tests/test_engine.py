@@ -331,3 +331,32 @@ def test_multiscale_cam_pre_labels_photo_by_photo_as_the_engine_does(model, exam
         alone = explain_photo(project.source().open(d.key), method, LabelRequest(lm))
         assert [(b.x0, b.y0, b.x1, b.y1) for b in r.proposals] == [(b.x0, b.y0, b.x1, b.y1) for b in alone.boxes]
     project.close()
+
+
+def test_grabcut_redraws_a_bleeding_heatmap_along_the_objects_edges():
+    from fol_core.regions import binarize, grabcut_region, mask_box
+
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    rgb[..., 1] = 150 + rng.integers(0, 30, (120, 160))  # textured green ground
+    rgb[40:80, 60:110] = (200, 30, 30)  # a red object
+    yy, xx = np.mgrid[:120, :160]
+    heat = np.exp(-(((xx - 85) / 45.0) ** 2 + ((yy - 60) / 35.0) ** 2))  # peaks on it, bleeds far around it
+    cut = mask_box(binarize(heat, 0.25))
+    redrawn = mask_box(grabcut_region(rgb, heat, 0.25))
+    assert cut[2] - cut[0] > 80  # the cut map is much wider than the object ...
+    assert redrawn == pytest.approx((60, 40, 110, 80), abs=3)  # ... GrabCut follows the object's edges
+
+
+def test_multiscale_cam_refined_by_grabcut_still_finds_the_cat(model, examples_dir, hand_boxes):
+    from fol_core.methods import create_method
+
+    method = create_method("mscam", model, refine="grabcut")
+    result = localize(examples_dir / "chelsea.png", model, method)
+    assert result.boxes[0].class_index in CATS
+    box = result.boxes[0]
+    assert iou((box.x0, box.y0, box.x1, box.y1), hand_boxes["chelsea.png"]["box"]) >= 0.5
+    (cal,) = [method.explain_each(method.forward(method.pixels(load_image(examples_dir / "chelsea.png"))),
+                                  box.class_index, "threshold", [0.25])]
+    assert cal[0].mask.shape == result.explanations[0].mask.shape
+    assert (cal[0].mask == result.explanations[0].mask).all()  # calibration redraws as explain does

@@ -87,11 +87,13 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
 
     assert card["wsddn"]["head"].startswith("OICR: 3 refinement streams") and card["training"]["refine"] == 3
     photo = next((labelled / "raccoon").iterdir())
-    for method, more in (("cam", []), ("gradcam", []), ("fol", []), ("wsddn", []), ("wsddn", ["--score", "oicr"])):
+    for method, more in (("cam", []), ("gradcam", []), ("fol", []), ("wsddn", []), ("wsddn", ["--score", "oicr"]),
+                         ("wsddn", ["--scales", "224,320", "--score", "oicr"])):
+        where = tmp_path / f"{method}{len(more)}"
         code = main(["localize", str(photo), "--model", str(out), "--method", method, "--classes", "raccoon",
-                     "--out", str(tmp_path / method), *more])
+                     "--out", str(where), *more])
         assert code == 0
-        data = json.loads((tmp_path / method / f"{photo.stem}.json").read_text())
+        data = json.loads((where / f"{photo.stem}.json").read_text())
         assert data["boxes"] and {b["label"] for b in data["boxes"]} == {"raccoon"}
         assert [t["label"] for t in data["top5"]] == ["raccoon"]
 
@@ -151,13 +153,13 @@ def test_oicr_pseudo_labels_mark_several_objects_and_their_neighbours():
 def test_seed_score_prefers_the_whole_object_to_its_most_telling_part():
     import torch
 
-    from fol_core.methods.wsddn import seed_scores
+    from fol_core.methods.wsddn import class_maps, seed_scores
 
     activation = torch.zeros(2, 7, 7)
     activation[0, 2:5, 2:5] = 1.0
     activation[0, 3, 3] = 5.0  # a peak (the face) inside the object
     boxes = torch.tensor([[96, 96, 128, 128], [64, 64, 160, 160], [0, 0, 224, 224]], dtype=torch.float32)
-    seed = seed_scores(activation, torch.tensor([[1.0, 0.0]]), boxes, 224)
+    seed = seed_scores(class_maps(activation, torch.tensor([[1.0, 0.0]])), boxes, 224)
     assert int(seed[:, 0].argmax()) == 1 and float(seed.max()) == 1.0 and float(seed.min()) >= 0.0
 
 

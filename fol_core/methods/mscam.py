@@ -9,18 +9,30 @@ ImageNet's dogs (README).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..guided import capture_output
-from ..regions import binarize
+from ..regions import binarize, grabcut_region
 from ..result import Explanation
 from .base import ForwardPass, upsample
 from .cam import CAM, THRESHOLD
 from .params import LAYER, Param, ParamError
+
+
+def parse_scales(text: str) -> list[int]:
+    """Short sides, comma-separated, sorted: refused in one line unless each is 64-1024 px."""
+    try:
+        sizes = sorted({int(v) for v in str(text).split(",") if v.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or not all(64 <= s <= 1024 for s in sizes):
+        raise ParamError(f"scales are short sides from 64 to 1024 px, comma-separated (got {text!r})")
+    return sizes
 
 
 class MultiScaleCAM(CAM):
@@ -33,16 +45,14 @@ class MultiScaleCAM(CAM):
         Param("threshold", 0.25, "keep the mean heatmap above this fraction of its maximum", low=0.0, high=0.95,
               step=0.05, words=("otsu",), grid=THRESHOLD.grid, trained_default=0.1),
         Param("scales", "224,320,448", "short sides of the photo at each forward pass (comma-separated)", kind=str),
+        Param("refine", "none", "grabcut: redraw the heatmap's region along the photo's colour edges (OpenCV's "
+                                "GrabCut; tighter boxes on single objects, worse on mosaics) or none: keep it as cut",
+              kind=str, choices=("none", "grabcut")),
     )
     batchable = False
 
     def check(self) -> None:
-        try:
-            self.sizes = sorted({int(v) for v in str(self.scales).split(",") if v.strip()})
-        except ValueError:
-            self.sizes = []
-        if not self.sizes or not all(64 <= s <= 1024 for s in self.sizes):
-            raise ParamError(f"scales are short sides from 64 to 1024 px, comma-separated (got {self.scales!r})")
+        self.sizes = parse_scales(self.scales)
 
     def pixels(self, photo: Image.Image) -> list[torch.Tensor]:
         """The photo at each scale, its aspect kept, smallest first."""
@@ -59,12 +69,31 @@ class MultiScaleCAM(CAM):
             logits = out if logits is None else logits
         return ForwardPass(pixels[-1], pixels[-1], logits, activations[0], self.model.multilabel, activations[1:])
 
-    def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
+    def heatmap_of(self, fp: ForwardPass, class_index: int) -> np.ndarray:
+        """The class's CAM at each scale, upsampled to the largest, averaged, scaled to a maximum of 1."""
         weights = self.fc_weight[class_index]
         size = tuple(fp.pixels.shape[-2:])
         maps = [upsample(torch.relu(torch.einsum("c,chw->hw", weights, act[0])), size)
                 for act in (fp.activation, *fp.more_activations)]
         heatmap = np.mean(maps, 0)
-        heatmap = heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
+        return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
+
+    def region(self, heatmap: np.ndarray, fp: ForwardPass, threshold: float | str) -> np.ndarray:
+        if self.refine == "none":
+            return binarize(heatmap, threshold)
+        rgb = (fp.pixels[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+        return grabcut_region(rgb, heatmap, threshold)
+
+    def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
+        heatmap = self.heatmap_of(fp, class_index)
         return Explanation(class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
-                           heatmap=heatmap, mask=binarize(heatmap, self.threshold))
+                           heatmap=heatmap, mask=self.region(heatmap, fp, self.threshold))
+
+    def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
+        """One heatmap; each threshold only cuts (and redraws) it again."""
+        if param != "threshold":
+            return super().explain_each(fp, class_index, param, values)
+        heatmap = self.heatmap_of(fp, class_index)
+        expl = Explanation(class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
+                           heatmap=heatmap)
+        return [replace(expl, mask=self.region(heatmap, fp, v)) for v in values]

@@ -21,13 +21,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.ops import box_iou, nms, roi_align
 
+from ..guided import capture_output
 from ..models import Classifier
 from ..regions import binarize, mask_box, region_boxes, scale_box
 from ..result import Box, Explanation
-from .base import ForwardPass, Method, upsample
+from .base import ForwardPass, Method, upsample, upsample_batch
+from .mscam import parse_scales
 from .params import LAYER, Param, ParamError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -62,6 +65,9 @@ NMS_IOU = Param("nms_iou", 0.3, "WSDDN: drop a region overlapping a better one t
 MIN_RATIO = Param("min_ratio", 0.5, "WSDDN: keep regions scoring at least this fraction of the best one", low=0.0,
                   high=1.0, step=0.05)
 MAX_BOXES = Param("max_boxes", 5, "WSDDN: at most this many boxes per class", kind=int, low=1, high=50, step=1)
+SCALES = Param("scales", "", "WSDDN: short sides (comma-separated) of extra passes at the photo's own aspect ratio "
+                             "whose mean class map makes the proposals and seed scores (empty: the model's input "
+                             "alone)", kind=str)
 
 
 def selective_search(pixels: torch.Tensor, min_side: float = MIN_SIDE) -> list[tuple[float, ...]]:
@@ -121,9 +127,19 @@ def proposal_boxes(maps: list[np.ndarray], pixels: torch.Tensor, kinds: tuple[st
     return proposals(maps, extra=extra)
 
 
-def heat_maps(activation: torch.Tensor, cam_weight: torch.Tensor, size: int) -> list[np.ndarray]:
-    """Each class's CAM and the class-agnostic mean activation, at size x size, for one (C, h, w) feature map."""
-    cams = torch.relu(torch.einsum("kc,chw->khw", cam_weight, activation))
+def class_maps(activation: torch.Tensor, cam_weight: torch.Tensor) -> torch.Tensor:
+    """(K, h, w): each class's CAM on one (C, h, w) feature map."""
+    return torch.relu(torch.einsum("kc,chw->khw", cam_weight, activation))
+
+
+def multi_scale_maps(activations: list[torch.Tensor], cam_weight: torch.Tensor, size: int) -> torch.Tensor:
+    """(K, size, size): each class's CAM averaged over passes at several input sizes ((1, C, h, w) each, the
+    photo's aspect kept), each scaled to [0, 1] on the square frame the proposals live in (mscam's map)."""
+    return torch.from_numpy(np.mean([upsample_batch(class_maps(a[0], cam_weight), size) for a in activations], 0))
+
+
+def heat_maps(cams: torch.Tensor, activation: torch.Tensor, size: int) -> list[np.ndarray]:
+    """Each class's map and the class-agnostic mean activation of one (C, h, w) feature map, at size x size."""
     return [upsample(c, size) for c in cams] + [upsample(torch.relu(activation).mean(0), size)]
 
 
@@ -141,26 +157,27 @@ def region_features(activation: torch.Tensor, boxes: torch.Tensor, size: int) ->
     return torch.cat([inside, outside, geometry], 1)
 
 
-def seed_scores(activation: torch.Tensor, cam_weight: torch.Tensor, boxes: torch.Tensor, size: int,
-                area_weight: float = 0.5) -> torch.Tensor:
-    """(R, classes) in [0, 1]: the share of each class's CAM mass inside a box minus area_weight x the box's share
-    of the photo, over the best box. A part (a face) holds too little of the mass, a box around the photo costs
-    too much area: the box around the whole object wins, where the regions' own classifier scores pick parts."""
-    cams = torch.relu(torch.einsum("kc,chw->khw", cam_weight, activation))
-    inside = roi_align(cams[None], [boxes], output_size=2, spatial_scale=cams.shape[-1] / size, sampling_ratio=2,
-                       aligned=True).mean((2, 3))
+def seed_scores(cams: torch.Tensor, boxes: torch.Tensor, size: int, area_weight: float = 0.5) -> torch.Tensor:
+    """(R, classes) in [0, 1]: the share of each class's (K, h, w) map mass inside a box minus area_weight x the
+    box's share of the photo, over the best box. A part (a face) holds too little of the mass, a box around the
+    photo costs too much area: the box around the whole object wins, where the regions' own classifier scores
+    pick parts."""
+    coarse = cams.shape[-1] < size  # a feature map: 2 x 2 samples per bin; a full-size map: one per pixel
+    inside = roi_align(cams[None], [boxes], output_size=2, spatial_scale=cams.shape[-1] / size,
+                       sampling_ratio=2 if coarse else -1, aligned=True).mean((2, 3))
     area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / size ** 2)[:, None]
     score = inside * area / cams.mean((1, 2)).clamp(min=1e-6)[None] - area_weight * area
     return (score / score.max(0).values.clamp(min=1e-6)).clamp(min=0)
 
 
-def seeded_proposals(activation: torch.Tensor, cam_weight: torch.Tensor, pixels: torch.Tensor,
+def seeded_proposals(activation: torch.Tensor, cams: torch.Tensor, pixels: torch.Tensor,
                      kinds: tuple[str, ...], area_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's proposals (R, 4) at model resolution and their (R, classes) seed scores, from its (C, h, w)
-    activation and the (3, S, S) pixels the model saw: where both training and localizing start."""
+    activation, its class maps (`class_maps`, or `multi_scale_maps`) and the (3, S, S) pixels the model saw:
+    where both training and localizing start."""
     size = pixels.shape[-1]
-    boxes = torch.from_numpy(proposal_boxes(heat_maps(activation, cam_weight, size), pixels, kinds))
-    return boxes, seed_scores(activation, cam_weight, boxes, size, area_weight)
+    boxes = torch.from_numpy(proposal_boxes(heat_maps(cams, activation, size), pixels, kinds))
+    return boxes, seed_scores(cams, boxes, size, area_weight)
 
 
 def pseudo_labels(previous: torch.Tensor, boxes: torch.Tensor, positives: torch.Tensor, tops: int = TOPS,
@@ -230,7 +247,7 @@ class WSDDN(Method):
 
     name = "wsddn"
     title = "WSDDN / OICR"
-    params: ClassVar[tuple[Param, ...]] = (LAYER, SCORE, AREA_WEIGHT, NMS_IOU, MIN_RATIO, MAX_BOXES)
+    params: ClassVar[tuple[Param, ...]] = (LAYER, SCORE, AREA_WEIGHT, NMS_IOU, MIN_RATIO, MAX_BOXES, SCALES)
     needs_grad = False
 
     @classmethod
@@ -252,19 +269,42 @@ class WSDDN(Method):
                                  "`python -m fol_core train --wsddn` (models from before OICR hold WSDDN's old head)")
             self.head = OICRHead.from_tensors(model.extra)
 
+    def check(self) -> None:
+        self.sizes = parse_scales(self.scales) if self.scales and str(self.scales).strip() else []
+        self.batchable = not self.sizes  # the extra passes keep each photo's own shape
+
+    def pixels(self, photo: Image.Image) -> torch.Tensor | list[torch.Tensor]:
+        """The model's square input, then (with scales) the photo at each short side, its aspect kept."""
+        square = self.model.to_pixels(photo)
+        return [square, *(self.model.to_pixels_kept(photo, s) for s in self.sizes)] if self.sizes else square
+
+    def forward(self, pixels: torch.Tensor | list[torch.Tensor]) -> ForwardPass:
+        """The square pass gives class scores and region features; each scale's pass only its layer's output."""
+        if not isinstance(pixels, list):
+            return super().forward(pixels)
+        fp = super().forward(pixels[0])
+        for scaled in pixels[1:]:
+            with torch.inference_mode(), capture_output(self.model.layer(self.layer)) as acts, self.model.fast():
+                self.model.net(self.model.normalize(scaled.to(self.model.device)))
+            fp.more_activations.append(acts[-1].float())
+        return fp
+
     @torch.no_grad()
-    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor,
+                      more: list[torch.Tensor] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Proposals (R, 4) at model resolution (the kinds the model was trained with) and their (R, classes)
-        scores, for one image's (C, h, w) activation and (3, S, S) pixels: the seed score, times the refined
-        streams' mean with score oicr."""
-        boxes, scores = seeded_proposals(activation, self.cam_weight, pixels, self.kinds, self.area_weight)
+        scores, for one image's (C, h, w) activation, (3, S, S) pixels and its passes at other scales: the seed
+        score, times the refined streams' mean with score oicr."""
+        size = pixels.shape[-1]
+        cams = multi_scale_maps(list(more), self.cam_weight, size) if more else class_maps(activation, self.cam_weight)
+        boxes, scores = seeded_proposals(activation, cams, pixels, self.kinds, self.area_weight)
         if self.head is not None:
-            scores = scores * self.head(region_features(activation, boxes, pixels.shape[-1]))
+            scores = scores * self.head(region_features(activation, boxes, size))
         return boxes, scores
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
-        boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
+        boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach(), fp.more_activations)
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
         keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)][: self.max_boxes]

@@ -23,6 +23,7 @@ from ..methods.wsddn import (
     TOP_RATIO,
     TOPS,
     OICRHead,
+    class_maps,
     pseudo_labels,
     region_features,
     seeded_proposals,
@@ -41,7 +42,8 @@ def image_regions(clf: Classifier, cam_weight: torch.Tensor, pixels: torch.Tenso
                   kinds: tuple[str, ...] = ("heatmaps",)) -> dict[str, torch.Tensor]:
     """One (3, S, S) image in [0, 1]: its proposals (R, 4), their seed scores (R, classes) and features."""
     activation = clf.net.forward_features(clf.normalize(pixels[None]))[0]
-    boxes, seed = seeded_proposals(activation, cam_weight, pixels, kinds, AREA_WEIGHT.default)
+    boxes, seed = seeded_proposals(activation, class_maps(activation, cam_weight), pixels, kinds,
+                                  AREA_WEIGHT.default)
     return {"boxes": boxes, "seed": seed, "feats": region_features(activation, boxes, pixels.shape[-1])}
 
 
