@@ -152,6 +152,8 @@ def _control(control: localize.Control):
         return gr.Textbox(localize.control_default(control, DEFAULT_MODEL), label="Layer (module path)")
     if p.choices:
         return gr.Radio(list(p.choices), value=p.default, label=p.describe())
+    if p.kind is str:  # free text (mscam's and WSDDN's scales: "224,320,448")
+        return gr.Textbox(p.default, label=p.describe())
     if p.low is not None and p.high is not None:
         return gr.Slider(p.low, p.high, value=p.default, step=p.step or (1 if p.kind is int else 0.01),
                          label=f"{p.name}: {p.help.split(': ', 1)[-1]}")

@@ -100,6 +100,13 @@ def test_large_photo_boxes_come_back_in_the_photos_pixels(url, tmp_path):
                                                          for r in found]
 
 
+def test_mscam_panel_takes_its_scales_as_text_and_the_grabcut_choice(url):
+    client = Client(url, verbose=False)
+    out = localize(client, EXAMPLES / "coffee.png", method="mscam", scales="224,320", refine="grabcut")
+    (box,) = out["table"]["data"][:1]
+    assert box[0] == "espresso" and box[1:5] == pytest.approx([75, 18, 480, 390], abs=25)  # cup and saucer
+
+
 def test_bad_requests_get_a_message_and_the_app_goes_on(url, tmp_path):
     client = Client(url, verbose=False)
     not_image = tmp_path / "notes.png"
