@@ -611,11 +611,11 @@ def _model_lists(localize_model: str, map_model: str, request: gr.Request) -> li
 
 
 @handled
-def _train(upload, folder, name, epochs, wsddn, request: gr.Request, progress=PROGRESS):
+def _train(upload, folder, name, epochs, wsddn, tune_blocks, request: gr.Request, progress=PROGRESS):
     """Train a model on the zip (or allowed server folder) into this session's models; its note and plot."""
     progress(0, desc="Reading the photos…")
-    view = train.run(ACCESS, _session(request), upload, folder, name, epochs, wsddn,
-                     train.progress_steps(progress, int(epochs or 1)))
+    view = train.run(ACCESS, _session(request), upload, folder, name, epochs, wsddn, tune_blocks,
+                     progress=train.progress_steps(progress, int(epochs or 1)))
     return view.note, view.history
 
 
@@ -626,7 +626,7 @@ def train_tab():
              "It belongs to this browser tab and is deleted when the tab is closed or reloaded")
     gr.Markdown("Teach fol your own classes from image labels alone: a zip with a folder per class (photos "
                 "holding none of them in `background/` or `none/`, at least 3 photos per class). The classifier's "
-                f"head is fine-tuned; its heatmaps (CAM) then give the boxes. {where}; then pick it as the Model "
+                f"head and the backbone's last stage are fine-tuned; its heatmaps (CAM) then give the boxes. {where}; then pick it as the Model "
                 "in Localize or Dataset map.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
@@ -639,13 +639,16 @@ def train_tab():
             name = gr.Textbox("my-model", label="Model name", elem_id="train-name")
             epochs = gr.Slider(1, train.MAX_EPOCHS, value=train.DEFAULT_EPOCHS, step=1,
                                label="At most this many epochs (stops earlier when the held-out loss stops falling)")
+            tune_blocks = gr.Slider(0, train.MAX_TUNE_BLOCKS, value=train.DEFAULT_TUNE_BLOCKS, step=1,
+                                    label="Fine-tune the backbone's last stages too (0: the head only: faster, "
+                                          "boxes a little worse)")
             wsddn = gr.Checkbox(False, label="Also train WSDDN (several boxes per class; slower)")
             run = gr.Button("Train", variant="primary", elem_id="train-button")
         with gr.Column(scale=2, min_width=420):
             result = gr.Markdown(elem_id="train-result")
             plot = gr.LinePlot(x="epoch", y="value", color="series", label="Loss and accuracy per epoch",
                                elem_id="train-plot")
-    return run.click(_train, [upload, folder, name, epochs, wsddn], [result, plot], api_name="train",
+    return run.click(_train, [upload, folder, name, epochs, wsddn, tune_blocks], [result, plot], api_name="train",
                      concurrency_limit=1)
 
 

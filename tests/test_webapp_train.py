@@ -3,6 +3,7 @@ own folder out, offered in the model lists of that session only; names taken and
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -51,6 +52,13 @@ def test_no_source_or_a_server_folder_when_folders_are_off_is_refused(access, tm
         webtrain.run(allowed, "s1", None, str(tmp_path), "m", 1, False)
 
 
+def test_stages_to_fine_tune_outside_the_offered_range_are_refused(access, labelled_zip):
+    for blocks in (-1, webtrain.MAX_TUNE_BLOCKS + 1):
+        with pytest.raises(TrainingError, match="stages to fine-tune"):
+            webtrain.run(access, "s1", labelled_zip, None, "m", 1, False, blocks)
+    assert not access.models_root("s1").exists() or not any(access.models_root("s1").iterdir())
+
+
 def test_history_in_long_form_for_the_plot():
     frame = webtrain.history_frame([{"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "val_accuracy": 0.5},
                                     {"epoch": 2, "train_loss": 0.5, "val_loss": 0.4, "val_accuracy": 0.75}])
@@ -61,11 +69,12 @@ def test_history_in_long_form_for_the_plot():
 @pytest.mark.slow
 def test_train_from_a_zip_into_the_session_and_offer_it_there_only(access, labelled_zip):
     steps: list[tuple] = []
-    view = webtrain.run(access, "s1", labelled_zip, None, "raccoon", 2, False,
+    view = webtrain.run(access, "s1", labelled_zip, None, "raccoon", 2, False, 0,
                         progress=webtrain.progress_steps(lambda done, **kw: steps.append(done), 2),
                         log=lambda s: None)
     assert steps == [(1, 2), (2, 2)]
     assert view.folder == access.models_root("s1") / "raccoon" and (view.folder / CARD).is_file()
+    assert json.loads((view.folder / CARD).read_text())["training"]["tune_blocks"] == 0  # the head only, as asked
     assert "raccoon" in view.note and "held-out accuracy" in view.note
     assert sorted(set(view.history.series)) == ["held-out accuracy", "held-out loss", "training loss"]
     assert len(view.history) == 6

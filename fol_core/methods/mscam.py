@@ -45,8 +45,8 @@ class MultiScaleCAM(CAM):
         Param("threshold", 0.25, "keep the mean heatmap above this fraction of its maximum", low=0.0, high=0.95,
               step=0.05, words=("otsu",), grid=THRESHOLD.grid, trained_default=0.1),
         Param("scales", "224,320,448", "short sides of the photo at each forward pass (comma-separated)", kind=str),
-        Param("refine", "none", "grabcut: redraw the heatmap's region along the photo's colour edges (OpenCV's "
-                                "GrabCut; tighter boxes on single objects, worse on mosaics) or none: keep it as cut",
+        Param("refine", "none", "keep the heatmap's region as cut (none) or redraw it along the photo's colour "
+                                "edges with OpenCV's GrabCut (tighter boxes on single objects, worse on mosaics)",
               kind=str, choices=("none", "grabcut")),
     )
     batchable = False

@@ -24,6 +24,9 @@ from .prelabel import server_source
 
 MAX_EPOCHS = 50
 DEFAULT_EPOCHS = Settings().epochs
+DEFAULT_TUNE_BLOCKS = Settings().tune_blocks
+MAX_TUNE_BLOCKS = 3
+"""The app offers the head alone (0) up to the last three stages (each one more costs about as much again)."""
 SERIES = (("train_loss", "training loss"), ("val_loss", "held-out loss"), ("val_accuracy", "held-out accuracy"))
 """The history's columns the plot draws, and their names in its legend."""
 
@@ -69,9 +72,10 @@ def history_frame(history: list[dict]) -> pd.DataFrame:
 
 
 def run(access: Access, session: str | None, upload: str | None, folder: str | None, name: str | None,
-        epochs: float | None, wsddn: bool, progress: Progress | None = None,
+        epochs: float | None, wsddn: bool, tune_blocks: float | None = None, progress: Progress | None = None,
         log: Callable[[str], None] | None = None) -> TrainView:
-    """Train on an uploaded zip, or a server folder inside `access.folders`, into this session's models."""
+    """Train on an uploaded zip, or a server folder inside `access.folders`, into this session's models;
+    `tune_blocks`: the backbone's last stages fine-tuned with the head (None: the default)."""
     text = (folder or "").strip()
     if upload:
         source: str | dict = upload
@@ -84,6 +88,9 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
     epochs = int(epochs or DEFAULT_EPOCHS)
     if not 1 <= epochs <= MAX_EPOCHS:
         raise TrainingError(f"epochs: between 1 and {MAX_EPOCHS}")
+    blocks = DEFAULT_TUNE_BLOCKS if tune_blocks is None else int(tune_blocks)
+    if not 0 <= blocks <= MAX_TUNE_BLOCKS:
+        raise TrainingError(f"stages to fine-tune: between 0 and {MAX_TUNE_BLOCKS}")
     lines: list[str] = []
 
     def keep(line: str) -> None:
@@ -91,7 +98,7 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
         if log:
             log(line)
 
-    result = train(source, out, Settings(epochs=epochs, wsddn=bool(wsddn)), "folders", progress=progress, log=keep)
+    result = train(source, out, Settings(epochs=epochs, wsddn=bool(wsddn), tune_blocks=blocks), "folders", progress=progress, log=keep)
     card = result.card
     m = card["metrics"]
     skipped = [line for line in lines if line.startswith("skipped ")]
