@@ -270,7 +270,7 @@ class WSDDN(Method):
             self.head = OICRHead.from_tensors(model.extra)
 
     def check(self) -> None:
-        self.sizes = parse_scales(self.scales) if self.scales and str(self.scales).strip() else []
+        self.sizes = parse_scales(self.scales) if self.scales else []  # empty text parses to None
         self.batchable = not self.sizes  # the extra passes keep each photo's own shape
 
     def pixels(self, photo: Image.Image) -> torch.Tensor | list[torch.Tensor]:
