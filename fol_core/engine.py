@@ -137,7 +137,10 @@ def _localization(
     for t, expl in zip(targets, explanations):
         expl.label = t.label
         for b in method.boxes(expl, width, height, min_area):
-            b.label, b.score = t.label, t.score
+            # the target's score, times the box's own rank within its class (WSDDN's region score relative to
+            # its best; 1 for one-score methods), so the best box of a class stays first wherever boxes are sorted
+            relative = b.score / expl.probability if expl.probability > 0 else 1.0
+            b.label, b.score = t.label, t.score * min(relative, 1.0)
             boxes.append(b)
     if request.automatic and targets:
         boxes = drop_duplicate_boxes(boxes, keep={targets[0].class_index})

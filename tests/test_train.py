@@ -88,13 +88,16 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     assert card["wsddn"]["head"].startswith("OICR: 3 refinement streams") and card["training"]["refine"] == 3
     photo = next((labelled / "raccoon").iterdir())
     for method, more in (("cam", []), ("gradcam", []), ("fol", []), ("wsddn", []), ("wsddn", ["--score", "oicr"]),
-                         ("wsddn", ["--scales", "224,320", "--score", "oicr"])):
+                         ("wsddn", ["--scales", "224,320", "--score", "oicr"]), ("wsddn", ["--min-ratio", "0"])):
         where = tmp_path / f"{method}{len(more)}"
         code = main(["localize", str(photo), "--model", str(out), "--method", method, "--classes", "raccoon",
                      "--out", str(where), *more])
         assert code == 0
         data = json.loads((where / f"{photo.stem}.json").read_text())
         assert data["boxes"] and {b["label"] for b in data["boxes"]} == {"raccoon"}
+        if more == ["--min-ratio", "0"]:  # every region after NMS: each keeps its own rank, the best first
+            scores = [b["score"] for b in data["boxes"]]
+            assert len(scores) > 1 and scores == sorted(scores, reverse=True) and scores[-1] < scores[0]
         assert [t["label"] for t in data["top5"]] == ["raccoon"]
 
     code = main(["prelabel", str(labelled), "--model", str(out), "--method", "cam", "--out", str(tmp_path / "p")])
