@@ -9,6 +9,7 @@ ImageNet's dogs (README).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..guided import capture_output
+from ..models import Classifier
 from ..regions import binarize, grabcut_region
 from ..result import Explanation
 from .base import ForwardPass, upsample
@@ -33,6 +35,19 @@ def parse_scales(text: str) -> list[int]:
     if not sizes or not all(64 <= s <= 1024 for s in sizes):
         raise ParamError(f"scales are short sides from 64 to 1024 px, comma-separated (got {text!r})")
     return sizes
+
+
+@torch.inference_mode()
+def layer_passes(model: Classifier, layer: str, pixels: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor],
+                                                                                      list[torch.Tensor]]:
+    """One pass without gradient per (1, 3, h, w) input, in the model's `fast` precision: each pass's class
+    scores and the output of `layer`, both float32."""
+    logits, outputs = [], []
+    for scaled in pixels:
+        with capture_output(model.layer(layer)) as acts, model.fast():
+            logits.append(model.net(model.normalize(scaled.to(model.device)))[0].float())
+        outputs.append(acts[-1].float())
+    return logits, outputs
 
 
 class MultiScaleCAM(CAM):
@@ -58,16 +73,10 @@ class MultiScaleCAM(CAM):
         """The photo at each scale, its aspect kept, smallest first."""
         return [self.model.to_pixels_kept(photo, size) for size in self.sizes]
 
-    @torch.inference_mode()
     def forward(self, pixels: list[torch.Tensor]) -> ForwardPass:
         """One pass per scale; the smallest (nearest the classifier's training size) gives the class scores."""
-        activations, logits = [], None
-        for scaled in pixels:
-            with capture_output(self.model.layer(self.layer)) as acts, self.model.fast():
-                out = self.model.net(self.model.normalize(scaled))[0].float()
-            activations.append(acts[-1].float())
-            logits = out if logits is None else logits
-        return ForwardPass(pixels[-1], pixels[-1], logits, activations[0], self.model.multilabel, activations[1:])
+        logits, activations = layer_passes(self.model, self.layer, pixels)
+        return ForwardPass(pixels[-1], pixels[-1], logits[0], activations[0], self.model.multilabel, activations[1:])
 
     def heatmap_of(self, fp: ForwardPass, class_index: int) -> np.ndarray:
         """The class's CAM at each scale, upsampled to the largest, averaged, scaled to a maximum of 1."""
@@ -78,16 +87,20 @@ class MultiScaleCAM(CAM):
         heatmap = np.mean(maps, 0)
         return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
 
-    def region(self, heatmap: np.ndarray, fp: ForwardPass, threshold: float | str) -> np.ndarray:
+    def photo_rgb(self, fp: ForwardPass) -> np.ndarray | None:
+        """The (h, w, 3) uint8 photo at the heatmap's size, which GrabCut redraws along (None: no refinement)."""
         if self.refine == "none":
-            return binarize(heatmap, threshold)
-        rgb = (fp.pixels[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-        return grabcut_region(rgb, heatmap, threshold)
+            return None
+        return (fp.pixels[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+    @staticmethod
+    def region(heatmap: np.ndarray, rgb: np.ndarray | None, threshold: float | str) -> np.ndarray:
+        return binarize(heatmap, threshold) if rgb is None else grabcut_region(rgb, heatmap, threshold)
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         heatmap = self.heatmap_of(fp, class_index)
         return Explanation(class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
-                           heatmap=heatmap, mask=self.region(heatmap, fp, self.threshold))
+                           heatmap=heatmap, mask=self.region(heatmap, self.photo_rgb(fp), self.threshold))
 
     def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
         """One heatmap; each threshold only cuts (and redraws) it again."""
@@ -96,4 +109,5 @@ class MultiScaleCAM(CAM):
         heatmap = self.heatmap_of(fp, class_index)
         expl = Explanation(class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
                            heatmap=heatmap)
-        return [replace(expl, mask=self.region(heatmap, fp, v)) for v in values]
+        rgb = self.photo_rgb(fp)
+        return [replace(expl, mask=self.region(heatmap, rgb, v)) for v in values]

@@ -25,12 +25,11 @@ from PIL import Image
 from torch import nn
 from torchvision.ops import box_iou, nms, roi_align
 
-from ..guided import capture_output
 from ..models import Classifier
 from ..regions import binarize, mask_box, region_boxes, scale_box
 from ..result import Box, Explanation
 from .base import ForwardPass, Method, upsample, upsample_batch
-from .mscam import parse_scales
+from .mscam import layer_passes, parse_scales
 from .params import LAYER, Param, ParamError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -283,10 +282,7 @@ class WSDDN(Method):
         if not isinstance(pixels, list):
             return super().forward(pixels)
         fp = super().forward(pixels[0])
-        for scaled in pixels[1:]:
-            with torch.inference_mode(), capture_output(self.model.layer(self.layer)) as acts, self.model.fast():
-                self.model.net(self.model.normalize(scaled.to(self.model.device)))
-            fp.more_activations.append(acts[-1].float())
+        fp.more_activations = layer_passes(self.model, self.layer, pixels[1:])[1]
         return fp
 
     @torch.no_grad()

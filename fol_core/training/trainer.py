@@ -171,8 +171,8 @@ class Tuned(nn.Module):
         return self.head(self.tail(maps.float()).mean((2, 3)))
 
 
-def _head_loss(head: nn.Module, feats: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(head(feats), targets, pos_weight=pos_weight)
+def _bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
 
 
 @torch.no_grad()
@@ -183,8 +183,7 @@ def _scores(head: nn.Module, feats: torch.Tensor, targets: torch.Tensor, classes
     pred = logits >= 0
     right = pred == targets.bool()
     return {
-        "val_loss": round(float(nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)),
-                          5),
+        "val_loss": round(float(_bce(logits, targets, pos_weight)), 5),
         "val_accuracy": round(float(right.all(1).float().mean()), 4),
         "per_class_accuracy": {c: round(float(right[:, i].float().mean()), 4) for i, c in enumerate(classes)},
     }
@@ -295,7 +294,7 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
             order = torch.randperm(len(state["bank"]))[:per_pass]
             for i in range(0, len(order), settings.batch_size):
                 idx = order[i:i + settings.batch_size]
-                loss = _head_loss(model, state["bank"][idx], state["bank_targets"][idx], pos_weight)
+                loss = _bce(model(state["bank"][idx]), state["bank_targets"][idx], pos_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
