@@ -64,7 +64,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     side = max(out.size)
     width = max(2, side // 250)
     face = font(label_size(side))
-    for b in boxes:
+    for b in sorted(boxes, key=lambda b: b.score):  # the best last: its label on top where labels overlap
         colour = class_colour(b.class_index)
         # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
         draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=colour, width=width)
