@@ -100,6 +100,18 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
             assert len(scores) > 1 and scores == sorted(scores, reverse=True) and scores[-1] < scores[0]
         assert [t["label"] for t in data["top5"]] == ["raccoon"]
 
+    # WSDDN's first box is mscam's (the multi-scale map's region, cut in the model's square frame), the rest below it
+    first = {}
+    for method in ("mscam", "wsddn"):
+        code = main(["localize", str(photo), "--model", str(out), "--method", method, "--classes", "raccoon",
+                     "--out", str(tmp_path / f"first-{method}")])
+        assert code == 0
+        first[method] = json.loads((tmp_path / f"first-{method}" / f"{photo.stem}.json").read_text())
+    side = max(first["mscam"]["width"], first["mscam"]["height"])
+    ms, ws = first["mscam"]["boxes"][0], first["wsddn"]["boxes"][0]
+    assert all(abs(ms[k] - ws[k]) <= 0.02 * side for k in ("x0", "y0", "x1", "y1"))
+    assert all(b["score"] < ws["score"] for b in first["wsddn"]["boxes"][1:])
+
     code = main(["prelabel", str(labelled), "--model", str(out), "--method", "cam", "--out", str(tmp_path / "p")])
     assert code == 0
     from fol_core.bootstrap.project import open_project

@@ -10,8 +10,10 @@ small discriminative parts here (0% top box on raccoon-dev), and so did OICR's s
 so the seed score seeds OICR instead: `train --wsddn` trains K (classes + background)-way region
 classifiers, each on pseudo-labels from the one before (regions overlapping the best regions by IoU >=
 0.5 take their class), on region features pooled inside and outside each box (roi_align on the last
-feature map) with its place. Boxes: the seed score (default, the best on the training half) or the
-seed times the refined streams' mean (score oicr), NMS'd, several per class.
+feature map) with its place. Boxes: first the regions of the class map averaged over passes at several
+sizes of the photo (mscam's map and threshold: on raccoon-dev's even halves they beat every seed-scored
+box), then further proposals by the seed score (default, the best on the training half) or the seed times
+the refined streams' mean (score oicr), NMS'd against all kept: several per class.
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ NMS_IOU = Param("nms_iou", 0.3, "WSDDN: drop a region overlapping a better one t
 MIN_RATIO = Param("min_ratio", 0.5, "WSDDN: keep regions scoring at least this fraction of the best one", low=0.0,
                   high=1.0, step=0.05)
 MAX_BOXES = Param("max_boxes", 5, "WSDDN: at most this many boxes per class", kind=int, low=1, high=50, step=1)
-SCALES = Param("scales", "", "WSDDN: short sides (comma-separated) of extra passes at the photo's own aspect ratio "
-                             "whose mean class map makes the proposals and seed scores (empty: the model's input "
-                             "alone)", kind=str)
+ANCHOR = Param("anchor", 0.1, "WSDDN: the regions of the multi-scale class map above this fraction of its maximum "
+                              "come first (mscam's boxes); 0: seed-scored proposals alone", low=0.0, high=0.95,
+               step=0.05)
+SCALES = Param("scales", "224,320,448", "WSDDN: short sides (comma-separated) of the passes at the photo's own "
+                                        "aspect ratio whose mean class map gives the first regions", kind=str)
 
 
 def selective_search(pixels: torch.Tensor, min_side: float = MIN_SIDE) -> list[tuple[float, ...]]:
@@ -172,8 +176,8 @@ def seed_scores(cams: torch.Tensor, boxes: torch.Tensor, size: int, area_weight:
 def seeded_proposals(activation: torch.Tensor, cams: torch.Tensor, pixels: torch.Tensor,
                      kinds: tuple[str, ...], area_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's proposals (R, 4) at model resolution and their (R, classes) seed scores, from its (C, h, w)
-    activation, its class maps (`class_maps`, or `multi_scale_maps`) and the (3, S, S) pixels the model saw:
-    where both training and localizing start."""
+    activation, its class maps (`class_maps`) and the (3, S, S) pixels the model saw: where both training and
+    localizing start."""
     size = pixels.shape[-1]
     boxes = torch.from_numpy(proposal_boxes(heat_maps(cams, activation, size), pixels, kinds))
     return boxes, seed_scores(cams, boxes, size, area_weight)
@@ -246,7 +250,7 @@ class WSDDN(Method):
 
     name = "wsddn"
     title = "WSDDN / OICR"
-    params: ClassVar[tuple[Param, ...]] = (LAYER, SCORE, AREA_WEIGHT, NMS_IOU, MIN_RATIO, MAX_BOXES, SCALES)
+    params: ClassVar[tuple[Param, ...]] = (LAYER, SCORE, AREA_WEIGHT, NMS_IOU, MIN_RATIO, MAX_BOXES, ANCHOR, SCALES)
     needs_grad = False
 
     @classmethod
@@ -269,7 +273,7 @@ class WSDDN(Method):
             self.head = OICRHead.from_tensors(model.extra)
 
     def check(self) -> None:
-        self.sizes = parse_scales(self.scales) if self.scales else []  # empty text parses to None
+        self.sizes = parse_scales(self.scales) if self.anchor > 0 else []
         self.batchable = not self.sizes  # the extra passes keep each photo's own shape
 
     def pixels(self, photo: Image.Image) -> torch.Tensor | list[torch.Tensor]:
@@ -286,25 +290,44 @@ class WSDDN(Method):
         return fp
 
     @torch.no_grad()
-    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor,
-                      more: list[torch.Tensor] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    def region_scores(self, activation: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Proposals (R, 4) at model resolution (the kinds the model was trained with) and their (R, classes)
-        scores, for one image's (C, h, w) activation, (3, S, S) pixels and its passes at other scales: the seed
-        score, times the refined streams' mean with score oicr."""
+        scores, for one image's (C, h, w) activation and (3, S, S) pixels: the seed score, times the refined
+        streams' mean with score oicr."""
         size = pixels.shape[-1]
-        cams = multi_scale_maps(list(more), self.cam_weight, size) if more else class_maps(activation, self.cam_weight)
-        boxes, scores = seeded_proposals(activation, cams, pixels, self.kinds, self.area_weight)
+        boxes, scores = seeded_proposals(activation, class_maps(activation, self.cam_weight), pixels, self.kinds,
+                                         self.area_weight)
         if self.head is not None:
             scores = scores * self.head(region_features(activation, boxes, size))
         return boxes, scores
 
+    def anchors(self, more: list[torch.Tensor], class_index: int, size: int) -> torch.Tensor:
+        """(n, 5): the regions of the class's map averaged over the passes at other scales, above `anchor`, at
+        model resolution, with their share of the map's mass over the best one's, the heaviest first."""
+        if not more:
+            return torch.zeros(0, 5)
+        heat = multi_scale_maps(more, self.cam_weight[class_index:class_index + 1], size)
+        regions = region_boxes(binarize(heat[0].numpy(), self.anchor), 0.01)
+        if not regions:
+            return torch.zeros(0, 5)
+        boxes = torch.tensor(regions, dtype=torch.float32)
+        mass = seed_scores(heat, boxes, size, 0.0)[:, 0]
+        order = mass.argsort(descending=True)
+        return torch.cat([boxes[order], mass[order, None]], 1)
+
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
-        boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach(), fp.more_activations)
+        boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
-        keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)][: self.max_boxes]
-        regions = torch.cat([boxes[keep], s[keep, None]], 1).numpy()
+        keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)]
+        first = self.anchors(fp.more_activations, class_index, size)
+        if len(first):  # a further region overlaps none of the first ones; scored below them (at most half the last)
+            apart = box_iou(boxes[keep], first[:, :4]).max(1).values <= self.nms_iou
+            further = torch.cat([boxes[keep[apart]], s[keep[apart], None] * first[-1, 4] / 2], 1)
+        else:
+            further = torch.cat([boxes[keep], s[keep, None]], 1)
+        regions = torch.cat([first, further])[: self.max_boxes].numpy()
         heat = np.zeros((size, size), np.float32)
         for x0, y0, x1, y1, v in regions[::-1]:
             heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = np.maximum(
