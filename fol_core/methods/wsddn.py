@@ -301,19 +301,21 @@ class WSDDN(Method):
             scores = scores * self.head(region_features(activation, boxes, size))
         return boxes, scores
 
-    def anchors(self, more: list[torch.Tensor], class_index: int, size: int) -> torch.Tensor:
+    def anchors(self, more: list[torch.Tensor], class_index: int, size: int) -> tuple[torch.Tensor, np.ndarray | None]:
         """(n, 5): the regions of the class's map averaged over the passes at other scales, above `anchor`, at
-        model resolution, with their share of the map's mass over the best one's, the heaviest first."""
+        model resolution, with their share of the map's mass over the best one's, the heaviest first; and that
+        (size, size) map (None without those passes)."""
         if not more:
-            return torch.zeros(0, 5)
+            return torch.zeros(0, 5), None
         heat = multi_scale_maps(more, self.cam_weight[class_index:class_index + 1], size)
+        heat = heat / heat.max().clamp(min=1e-12)
         regions = region_boxes(binarize(heat[0].numpy(), self.anchor), 0.01)
         if not regions:
-            return torch.zeros(0, 5)
+            return torch.zeros(0, 5), heat[0].numpy()
         boxes = torch.tensor(regions, dtype=torch.float32)
         mass = seed_scores(heat, boxes, size, 0.0)[:, 0]
         order = mass.argsort(descending=True)
-        return torch.cat([boxes[order], mass[order, None]], 1)
+        return torch.cat([boxes[order], mass[order, None]], 1), heat[0].numpy()
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
         size = fp.pixels.shape[-1]
@@ -321,20 +323,22 @@ class WSDDN(Method):
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
         keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)]
-        first = self.anchors(fp.more_activations, class_index, size)
+        first, heat = self.anchors(fp.more_activations, class_index, size)
         if len(first):  # a further region overlaps none of the first ones; scored below them (at most half the last)
             apart = box_iou(boxes[keep], first[:, :4]).max(1).values <= self.nms_iou
             further = torch.cat([boxes[keep[apart]], s[keep[apart], None] * first[-1, 4] / 2], 1)
         else:
             further = torch.cat([boxes[keep], s[keep, None]], 1)
         regions = torch.cat([first, further])[: self.max_boxes].numpy()
-        heat = np.zeros((size, size), np.float32)
-        for x0, y0, x1, y1, v in regions[::-1]:
-            heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = np.maximum(
-                heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))], v)
+        if heat is None:  # no class map of its own to show: the regions, each painted with its score
+            heat = np.zeros((size, size), np.float32)
+            for x0, y0, x1, y1, v in regions[::-1]:
+                heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = np.maximum(
+                    heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))], v)
+            heat /= max(float(heat.max()), 1e-12)
         return RegionExplanation(
-            class_index, self.model.class_names[class_index], float(fp.probs[class_index]),
-            heatmap=heat / max(float(heat.max()), 1e-12), regions=regions,
+            class_index, self.model.class_names[class_index], float(fp.probs[class_index]), heatmap=heat,
+            regions=regions,
         )
 
     def boxes(self, expl: Explanation, width: int, height: int, min_area: float = 0.01) -> list[Box]:
