@@ -31,6 +31,7 @@ from ..models import Classifier
 from ..regions import binarize, mask_box, region_boxes, scale_box
 from ..result import Box, Explanation
 from .base import ForwardPass, Method, upsample, upsample_batch
+from .cam import THRESHOLD
 from .mscam import layer_passes, parse_scales
 from .params import LAYER, Param, ParamError
 
@@ -68,7 +69,8 @@ MIN_RATIO = Param("min_ratio", 0.5, "WSDDN: keep regions scoring at least this f
 MAX_BOXES = Param("max_boxes", 5, "WSDDN: at most this many boxes per class", kind=int, low=1, high=50, step=1)
 ANCHOR = Param("anchor", 0.1, "WSDDN: the regions of the multi-scale class map above this fraction of its maximum "
                               "come first (mscam's boxes); 0: seed-scored proposals alone", low=0.0, high=0.95,
-               step=0.05)
+               step=0.05, grid=THRESHOLD.grid)
+"""Calibration and `improve` tune it, as mscam's threshold."""
 SCALES = Param("scales", "224,320,448", "WSDDN: short sides (comma-separated) of the passes at the photo's own "
                                         "aspect ratio whose mean class map gives the first regions", kind=str)
 
