@@ -386,6 +386,13 @@ def _export(state, formats, include_proposals, overwrite, workdir):
     return note, files, workdir
 
 
+@handled
+def _improve(state, progress=PROGRESS):
+    """Learn from the accepted boxes and propose again for the images not reviewed yet; the queue is redrawn."""
+    state, note = review.improve_proposals(state, prelabel.progress_steps(progress))
+    return (*_review_outputs(state), note)
+
+
 def _forget_review(state: dict | None) -> None:
     """When the browser session ends: delete its display copies."""
     webapp.remove_workdir((state or {}).get("display"))
@@ -447,6 +454,12 @@ def review_tab() -> list:
             token = gr.Textbox(visible="hidden", elem_id="review-token")  # the image the panel describes
             drawn = gr.Textbox(visible="hidden", elem_id="review-drawn")  # the image the canvas drew
             redraw = gr.Button("redraw", visible="hidden", elem_id="review-redraw")
+    with gr.Accordion("Improve the proposals", open=False):
+        gr.Markdown("Learn from the boxes you accepted (3 images or more): the method's threshold and a box "
+                    "correction that fit them best, then new proposals for every image not reviewed yet. "
+                    "Your decisions are never touched.")
+        improve = gr.Button("Improve the proposals", elem_id="review-improve")
+        improved = gr.Markdown(elem_id="review-improved")
     with gr.Accordion("Export the project", open=False):
         with gr.Row():
             formats = gr.CheckboxGroup(list(review.FORMATS), value=[v for _, v in review.FORMATS], label="Formats")
@@ -481,6 +494,7 @@ def review_tab() -> list:
     label_key.click(lambda s, k: _box_edit(s, review.label_key, k), [state, key], edits, api_visibility="private")
     delete.click(lambda s: _box_edit(s, review.delete_box), state, edits, api_visibility="private")
     undo_edit.click(lambda s: _box_edit(s, review.undo_edit), state, edits, api_visibility="private")
+    improve.click(_improve, state, [*outputs, improved], api_name="review_improve").then(**select_mode)
     export.click(_export, [state, formats, include, overwrite, workdir], [exported, files, workdir],
                  api_name="review_export")
     return outputs

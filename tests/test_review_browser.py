@@ -9,6 +9,7 @@ Skips where Debian's chromium is absent, unless FOL_REQUIRE_BROWSER=1 (CI), wher
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 from browser_support import chromium_page, free_port, require_chromium
@@ -59,10 +60,10 @@ def _labels(page) -> list[str]:
     return page.locator("#review-boxes label").all_inner_texts()
 
 
-def _open(page, show: str = "all") -> None:
+def _open(page, show: str = "all", name: str = "pets") -> None:
     page.get_by_role("tab", name="Review").click()
     page.locator("#review-project input").click()
-    page.get_by_role("option", name="pets", exact=True).click()
+    page.get_by_role("option", name=name, exact=True).click()
     page.get_by_text("Queue").click()
     page.get_by_label("By file name").check()  # astronaut, chelsea, coffee, rocket
     page.get_by_role("radio", name=show, exact=True).check()
@@ -165,3 +166,32 @@ def test_localize_starts_in_select_mode(page):
     expect(page.locator("#annotator button[aria-label='Drag boxes']")).to_have_class(re.compile("selected"))
     expect(page.locator("#annotator button[aria-label='Create box']")).not_to_have_class(re.compile("selected"))
     expect(page.locator("#annotator button[aria-label^='Rotate']").first).to_be_hidden()
+
+
+def test_improve_the_proposals_from_the_review_tab(page, server, tmp_path, examples_dir, model):
+    """Three images accepted earlier: the button learns from them, proposes again for the five others and
+    stays on the image shown."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
+        shutil.copy(examples_dir / name, src / name)
+        shutil.copy(examples_dir / name, src / f"copy-{name}")
+    project, _, _ = prelabel_folder(str(src), server[1].parent / "more", None, method="cam", model=model)
+    for rec in [r for r in project.images() if not r.key.startswith("copy-")][:3]:
+        project.decide(rec.id, "accept", rec.proposals)
+    project.close()
+    page.goto(server[0])
+    page.get_by_role("tab", name="Review").click()
+    page.get_by_role("button", name="↻").click()  # the list as the server has it now
+    page.wait_for_timeout(1000)
+    _open(page, name="more")
+    page.keyboard.press("ArrowRight")
+    _at(page, 2)
+    page.get_by_text("Improve the proposals", exact=True).first.click()
+    page.click("#review-improve")
+    expect(page.locator("#review-improved")).to_contain_text("Learned from 3 accepted images", timeout=120_000)
+    expect(page.locator("#review-improved")).to_contain_text("Proposed again for 5 images")
+    _at(page, 2)
+    project = open_project(server[1].parent / "more")
+    assert project.meta("improve")["reproposed"] == 5 and project.counts()["accepted"] == 3
+    project.close()

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from ..annotator import display_copy, display_scale, from_annotator, to_annotator
 from ..bootstrap.export import ExportError, export_all, zip_export
+from ..bootstrap.prelabel import Progress
 from ..bootstrap.project import MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
 from ..paths import relative_parts
+from ..training.improve import improve
 from . import workdir
 
 ORDERS = (("Least sure first", "confidence"), ("By file name", "name"))
@@ -428,3 +430,19 @@ def export(state: dict | None, formats: list[str], include_proposals: bool, over
     n = len(project.annotated(include_proposals))
     return f"Exported {n} images to " + ", ".join(f"`{p}`" for p in folders.values()), files
 
+
+
+def improve_proposals(state: dict | None, progress: Progress | None = None) -> tuple[dict, str]:
+    """`improve` on the open project (learn from its accepted boxes, propose again for every image not reviewed
+    yet), then the queue read again at the same image: (session, what was learned). Refused while the image
+    shown has edits not saved yet, which its new proposals would replace on the canvas."""
+    state = need(state)
+    if state.get("edits"):
+        raise ProjectError("Accept, skip or undo your edits of this image first: improving redraws its proposals.")
+    lines: list[str] = []
+    improve(get_project(state["project"]), progress=progress, log=lines.append)
+    shown = state["ids"][state["pos"]] if state["ids"] else None
+    fresh = {**state, **start(state["project"], state["order"], state["status"])}
+    if shown in fresh["ids"]:
+        fresh["pos"] = fresh["ids"].index(shown)
+    return fresh, " ".join(line[0].upper() + line[1:] + "." for line in lines)
