@@ -255,15 +255,15 @@ def _end_session(request: gr.Request) -> None:
 
 
 @handled
-def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, request: gr.Request,
-              progress=PROGRESS):
+def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model_name,
+              request: gr.Request, progress=PROGRESS):
     """Pre-label a folder (only under --allow-folders ROOT) or an uploaded zip into the session's projects."""
     return prelabel.run(_projects(request), folder, upload, name, map_text, label_mode, label_csv, method, limit,
-                        overwrite, prelabel.progress_steps(progress), ACCESS.folders)
+                        overwrite, prelabel.progress_steps(progress), ACCESS.folders, model_name)
 
 
-def prelabel_tab() -> None:
-    """The Pre-label tab: a folder or zip in, a resumable review project out."""
+def prelabel_tab() -> gr.Dropdown:
+    """The Pre-label tab: a folder or zip in, a resumable review project out. Returns its model list."""
     where = ("The project lives in `exports/NAME` on this server" if ACCESS.shared else
              "The project belongs to this browser tab and is deleted when it is closed or reloaded: "
              "export and download what you want to keep (Review tab)")
@@ -282,6 +282,8 @@ def prelabel_tab() -> None:
                                   label="Image-level labels (narrow the class to localize)")
             label_csv = gr.File(label="CSV of image-level labels", file_types=[".csv"], type="filepath", height=130,
                                 visible=False)
+            model = gr.Dropdown(train.model_choices(ACCESS, None), value=DEFAULT_MODEL,
+                                label="Model (a trained one proposes its own classes)", elem_id="prelabel-model")
             method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method", elem_id="prelabel-method")
             limit = gr.Number(0, precision=0, minimum=0, label="At most this many images now (0: all)")
             overwrite = gr.Checkbox(False, label="Start the project again if it holds another source (asks nothing more)")
@@ -298,8 +300,9 @@ def prelabel_tab() -> None:
     example.click(lambda: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE)), None,
                   [map_text, meaning], api_visibility="private")
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
-    run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite],
+    run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model],
               result, api_name="prelabel")
+    return model
 
 
 # --- Review -----------------------------------------------------------------------------------------
@@ -618,11 +621,12 @@ def _session(request: gr.Request | None) -> str | None:
 
 
 @handled
-def _model_lists(localize_model: str, map_model: str, request: gr.Request) -> list[dict]:
-    """Both model lists with this session's choices (the registry, models/, and models trained in this tab)."""
+def _model_lists(localize_model: str, prelabel_model: str, map_model: str, request: gr.Request) -> list[dict]:
+    """Every model list with this session's choices (the registry, models/, and models trained in this tab)."""
     choices = train.model_choices(ACCESS, _session(request))
     names = [v for _, v in choices]
-    return [gr.update(choices=choices, value=v if v in names else DEFAULT_MODEL) for v in (localize_model, map_model)]
+    return [gr.update(choices=choices, value=v if v in names else DEFAULT_MODEL)
+            for v in (localize_model, prelabel_model, map_model)]
 
 
 @handled
@@ -792,7 +796,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Localize"):
                 models = [localize_tab()]
             with gr.Tab("Pre-label"):
-                prelabel_tab()
+                models.append(prelabel_tab())
             with gr.Tab("Review", id="review"):
                 review_outputs = review_tab()
             with gr.Tab("Dataset map"):

@@ -121,6 +121,18 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     assert all(b.label == "raccoon" for r in project.images() for b in r.proposals)
     project.close()
 
+    # the app's Pre-label tab with the trained model chosen: a zip of the raccoon photos, boxes by WSDDN
+    from fol_core.webapp import prelabel as prelabel_tab
+
+    archive = shutil.make_archive(str(tmp_path / "raccoons"), "zip", labelled / "raccoon")
+    note = prelabel_tab.run(tmp_path / "exports", None, archive, "mine", "", "none", None, "wsddn", 0, False,
+                            model_name=str(out))
+    assert "**mine**: 4 new images" in note
+    project = open_project(tmp_path / "exports" / "mine")
+    assert project.meta("settings")["model"] == str(out) and project.labels() == ["raccoon"]
+    assert all(r.proposals and {b.label for b in r.proposals} == {"raccoon"} for r in project.images())
+    project.close()
+
 
 def test_wsddn_proposals_add_selective_search_and_windows(examples_dir):
     import numpy as np

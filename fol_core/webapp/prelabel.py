@@ -13,6 +13,7 @@ from ..bootstrap.project import ProjectError
 from ..bootstrap.sources import source_spec
 from ..errors import UserError, one_line
 from ..labelmap import LabelMap
+from ..models import DEFAULT_MODEL, load_model
 from . import AccessError, review
 
 LABEL_MAP_EXAMPLE = """labels:
@@ -83,9 +84,9 @@ def server_source(text: str, allowed: str | Path | None, image_labels: str | Non
 
 def run(root: str | Path, folder: str | None, upload: str | None, name: str, map_text: str | None, label_mode: str,
         label_csv: str | None, method: str, limit: float | None, overwrite: bool,
-        progress: Progress | None = None, allowed: str | Path | None = None) -> str:
-    """Pre-label a server folder (only inside `allowed`) or an uploaded zip into ROOT/NAME, resuming what is
-    there; a Markdown note."""
+        progress: Progress | None = None, allowed: str | Path | None = None, model_name: str | None = None) -> str:
+    """Pre-label a server folder (only inside `allowed`) or an uploaded zip into ROOT/NAME with the model
+    chosen (default: the offline default), resuming what is there; a Markdown note."""
     if label_mode == "csv" and not label_csv:
         raise ProjectError("Upload the CSV of image-level labels (columns image, label).")
     image_labels = {"folders": "folders", "csv": label_csv}.get(label_mode)
@@ -97,8 +98,9 @@ def run(root: str | Path, folder: str | None, upload: str | None, name: str, map
     else:
         raise ProjectError("Upload a zip of images" + (", or give a folder on this server." if allowed else "."))
     out = review.project_folder(root, name)
+    model = load_model(model_name or DEFAULT_MODEL)
     project, summary, new = prelabel_folder(source, out, map_text, image_labels, method, int(limit or 0) or None,
-                                            bool(overwrite), progress=progress)
+                                            bool(overwrite), model=model, progress=progress)
     review.forget(out)
     errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
     notes = "".join(f"\n- ⚠️ {html.escape(n)}" for n in summary.notes)
