@@ -646,7 +646,7 @@ def train_tab():
     gr.Markdown("Teach fol your own classes from image labels alone: a zip with a folder per class (photos "
                 "holding none of them in `background/` or `none/`, at least 3 photos per class). The classifier's "
                 "head and the backbone's last stage are fine-tuned; its heatmaps (CAM) then give the boxes. "
-                f"{where}; then pick it as the Model in Localize or Dataset map.")
+                f"{where}; then pick it as the Model in Localize, Pre-label or Dataset map.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
             folder = gr.Textbox(label=f"Folder on this server, in {getattr(ACCESS.folders, 'name', '')}/ "

@@ -109,7 +109,7 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
             f"{m['val_accuracy']:.1%} on {m['val_images']} images (best epoch {m['best_epoch']} of {m['epochs_run']}) · "
             f"{m['train_images']} training images, {m['negatives']} negatives · {card['training']['seconds']:.0f} s"
             + f"\n\nWritten to {html.escape(where)}. Use it with {use}: pick **{html.escape(out.name)}** as the "
-            "Model in Localize or Dataset map (method CAM" + (" or WSDDN" if wsddn else "") + ")."
+            "Model in Localize, Pre-label or Dataset map (any method" + (", WSDDN too" if wsddn else "") + ")."
             + "".join(f"\n- ⚠️ {html.escape(s)}" for s in skipped[:10]))
     return TrainView(note, history_frame(card["history"]), out)
 
