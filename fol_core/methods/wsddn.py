@@ -303,43 +303,63 @@ class WSDDN(Method):
             scores = scores * self.head(region_features(activation, boxes, size))
         return boxes, scores
 
-    def anchors(self, more: list[torch.Tensor], class_index: int, size: int) -> tuple[torch.Tensor, np.ndarray | None]:
-        """(n, 5): the regions of the class's map averaged over the passes at other scales, above `anchor`, at
-        model resolution, with their share of the map's mass over the best one's, the heaviest first; and that
-        (size, size) map (None without those passes)."""
+    def class_map(self, more: list[torch.Tensor], class_index: int, size: int) -> torch.Tensor | None:
+        """(1, size, size): the class's map averaged over the passes at other scales, at model resolution, scaled
+        to a maximum of 1 (None without those passes)."""
         if not more:
-            return torch.zeros(0, 5), None
+            return None
         heat = multi_scale_maps(more, self.cam_weight[class_index:class_index + 1], size)
-        heat = heat / heat.max().clamp(min=1e-12)
-        regions = region_boxes(binarize(heat[0].numpy(), self.anchor), 0.01)
+        return heat / heat.max().clamp(min=1e-12)
+
+    @staticmethod
+    def anchors(heat: torch.Tensor | None, anchor: float, size: int) -> torch.Tensor:
+        """(n, 5): the map's regions above `anchor` of its maximum, with their share of the map's mass over the
+        best one's, the heaviest first."""
+        regions = region_boxes(binarize(heat[0].numpy(), anchor), 0.01) if heat is not None else []
         if not regions:
-            return torch.zeros(0, 5), heat[0].numpy()
+            return torch.zeros(0, 5)
         boxes = torch.tensor(regions, dtype=torch.float32)
         mass = seed_scores(heat, boxes, size, 0.0)[:, 0]
         order = mass.argsort(descending=True)
-        return torch.cat([boxes[order], mass[order, None]], 1), heat[0].numpy()
+        return torch.cat([boxes[order], mass[order, None]], 1)
 
     def explain(self, fp: ForwardPass, class_index: int) -> Explanation:
+        return self.explain_each(fp, class_index, "anchor", [self.anchor])[0]
+
+    def explain_each(self, fp: ForwardPass, class_index: int, param: str, values: list[Any]) -> list[Explanation]:
+        """One set of scored proposals and one class map; each anchor only cuts the map again (calibration)."""
+        if param != "anchor":
+            return super().explain_each(fp, class_index, param, values)
         size = fp.pixels.shape[-1]
         boxes, scores = self.region_scores(fp.activation[0].detach(), fp.pixels[0].detach())
         s = scores[:, class_index]
         keep = nms(boxes, s, self.nms_iou)
         keep = keep[s[keep] >= max(self.min_ratio * float(s.max()), 1e-12)]
-        first, heat = self.anchors(fp.more_activations, class_index, size)
-        if len(first):  # a further region overlaps none of the first ones; scored below them (at most half the last)
-            apart = box_iou(boxes[keep], first[:, :4]).max(1).values <= self.nms_iou
-            further = torch.cat([boxes[keep[apart]], s[keep[apart], None] * first[-1, 4] / 2], 1)
+        heat = self.class_map(fp.more_activations, class_index, size)
+        return [self.cut(fp, class_index, boxes[keep], s[keep], heat, v) for v in values]
+
+    def cut(self, fp: ForwardPass, class_index: int, boxes: torch.Tensor, s: torch.Tensor,
+            heat: torch.Tensor | None, anchor: float) -> RegionExplanation:
+        """The map's regions above `anchor` first, then the kept proposals (boxes, scores s) that overlap none of
+        them, scored below them (at most half the last); at most max_boxes."""
+        size = fp.pixels.shape[-1]
+        first = self.anchors(heat, anchor, size)
+        if len(first):
+            apart = box_iou(boxes, first[:, :4]).max(1).values <= self.nms_iou
+            further = torch.cat([boxes[apart], s[apart, None] * first[-1, 4] / 2], 1)
         else:
-            further = torch.cat([boxes[keep], s[keep, None]], 1)
+            further = torch.cat([boxes, s[:, None]], 1)
         regions = torch.cat([first, further])[: self.max_boxes].numpy()
-        if heat is None:  # no class map of its own to show: the regions, each painted with its score
-            heat = np.zeros((size, size), np.float32)
+        if heat is not None:
+            shown = heat[0].numpy()
+        else:  # no class map of its own to show: the regions, each painted with its score
+            shown = np.zeros((size, size), np.float32)
             for x0, y0, x1, y1, v in regions[::-1]:
-                heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = np.maximum(
-                    heat[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))], v)
-            heat /= max(float(heat.max()), 1e-12)
+                shown[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = np.maximum(
+                    shown[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))], v)
+            shown /= max(float(shown.max()), 1e-12)
         return RegionExplanation(
-            class_index, self.model.class_names[class_index], float(fp.probs[class_index]), heatmap=heat,
+            class_index, self.model.class_names[class_index], float(fp.probs[class_index]), heatmap=shown,
             regions=regions,
         )
 

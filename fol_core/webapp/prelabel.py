@@ -13,7 +13,7 @@ from ..bootstrap.project import ProjectError
 from ..bootstrap.sources import source_spec
 from ..errors import UserError, one_line
 from ..labelmap import LabelMap
-from ..models import DEFAULT_MODEL, load_model
+from ..models import load_model
 from . import AccessError, review
 
 LABEL_MAP_EXAMPLE = """labels:
@@ -98,9 +98,9 @@ def run(root: str | Path, folder: str | None, upload: str | None, name: str, map
     else:
         raise ProjectError("Upload a zip of images" + (", or give a folder on this server." if allowed else "."))
     out = review.project_folder(root, name)
-    model = load_model(model_name or DEFAULT_MODEL)
     project, summary, new = prelabel_folder(source, out, map_text, image_labels, method, int(limit or 0) or None,
-                                            bool(overwrite), model=model, progress=progress)
+                                            bool(overwrite), model=load_model(model_name) if model_name else None,
+                                            progress=progress)
     review.forget(out)
     errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
     notes = "".join(f"\n- ⚠️ {html.escape(n)}" for n in summary.notes)
