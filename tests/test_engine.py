@@ -317,6 +317,18 @@ def test_multiscale_cam_keeps_the_photos_shape_and_finds_the_cat(model, examples
         localize(photo, model, "mscam", scales="16,x")
 
 
+def test_fol_with_the_photos_shape_kept_boxes_each_named_class_in_its_own_half(model, mosaic):
+    """Stretched to a square (the paper), each class's union of blobs spans both photos of the mosaic."""
+    from fol_core.methods import create_method
+
+    boxes = {}
+    for shape in ("square", "kept"):
+        result = localize(mosaic, model, create_method("fol", model, shape=shape), classes=["tabby", "espresso"])
+        boxes[shape] = {b.label: b for b in result.boxes}
+    assert boxes["square"]["tabby"].x1 > 500 and boxes["square"]["espresso"].x0 < 400
+    assert boxes["kept"]["tabby"].x1 <= 450 <= boxes["kept"]["espresso"].x0
+
+
 def test_multiscale_cam_pre_labels_photo_by_photo_as_the_engine_does(model, examples_dir, tmp_path):
     from fol_core.bootstrap.prelabel import LabelRequest, label_batch, open_run, photo_batches
     from fol_core.engine import explain_photo

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
@@ -32,6 +33,9 @@ class FastLocalization(Method):
         Param("kmax", 10, "FOL: neurons ranked", kind=int, low=1, high=40, step=1),
         Param("percentile", 80.0, "FOL: a neuron's map is kept above this percentile", low=1, high=99, step=1,
               grid=(50.0, 60.0, 70.0, 80.0, 90.0, 95.0)),
+        Param("shape", "square", "FOL: the photo stretched to the classifier's square (the paper) or its own shape "
+                                 "kept (short side the classifier's size): twice the paper's hits on two-photo mosaics",
+              kind=str, choices=("square", "kept")),
         Param("schedule", "batched", "FOL: one forward graph for all neurons, or the paper's one pass per neuron",
               kind=str, choices=("batched", "reference"), advanced=False),
     )
@@ -41,6 +45,13 @@ class FastLocalization(Method):
     def check(self) -> None:
         if not self.k <= self.kmax:
             raise ParamError(f"k must be between 1 and kmax (got k={self.k}, kmax={self.kmax})")
+        self.batchable = self.shape == "square"  # a kept shape differs from photo to photo
+
+    def pixels(self, photo: Image.Image) -> torch.Tensor:
+        """The registry's square, or the photo at its own shape (short side the square's)."""
+        if self.shape == "square":
+            return super().pixels(photo)
+        return self.model.to_pixels_kept(photo, self.model.input_size)
 
     @classmethod
     def default_layer(cls, spec: ModelSpec) -> str:
