@@ -87,6 +87,8 @@ def get_spec(name: str) -> ModelSpec:
 
 
 DEFAULT_MODEL = "efficientnet_lite0"
+MAX_ASPECT = 4
+"""The longest side fed to a network, in short sides (`Classifier.to_pixels_kept`): two-photo mosaics are 2 : 1."""
 
 
 CARD = "card.json"
@@ -177,9 +179,11 @@ class Classifier:
 
     def to_pixels_kept(self, image: Image.Image, short: int, stride: int = 32) -> torch.Tensor:
         """The whole photo at its own aspect ratio: short side `short`, long side rounded to a multiple of
-        `stride` (the networks are fully convolutional, so nothing is stretched to a square), in [0, 1]."""
+        `stride` (the networks are fully convolutional, so nothing is stretched to a square), in [0, 1].
+        A strip longer than MAX_ASPECT : 1 is squeezed to it: a 3000 x 20 px upload would otherwise be fed
+        at 448 x 67200 px (a visitor's 40 s of CPU, or all the memory for a thinner one)."""
         w, h = image.size
-        long = max(stride, round(max(w, h) * short / min(w, h) / stride) * stride)
+        long = max(stride, round(min(max(w, h) * short / min(w, h), MAX_ASPECT * short) / stride) * stride)
         size = (short, long) if w <= h else (long, short)
         resized = image.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
         arr = np.asarray(resized, dtype=np.float32) / 255.0

@@ -317,6 +317,14 @@ def test_multiscale_cam_keeps_the_photos_shape_and_finds_the_cat(model, examples
         localize(photo, model, "mscam", scales="16,x")
 
 
+def test_a_thin_strip_is_squeezed_to_four_to_one_not_fed_at_its_own_length(model):
+    strip = Image.new("RGB", (3000, 20), (120, 80, 40))
+    result = localize(strip, model, "mscam")
+    assert result.explanations[0].heatmap.shape == (448, 4 * 448)  # was 448 x 67200
+    box = result.boxes[0]
+    assert 0 <= box.x0 < box.x1 <= 3000 and 0 <= box.y0 < box.y1 <= 20
+
+
 def test_fol_with_the_photos_shape_kept_boxes_each_named_class_in_its_own_half(model, mosaic):
     """Stretched to a square (the paper), each class's union of blobs spans both photos of the mosaic."""
     from fol_core.methods import create_method
