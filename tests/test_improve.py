@@ -36,6 +36,17 @@ def _box(b):
     return round(b.x0), round(b.y0), round(b.x1), round(b.y1)
 
 
+def _accept_loose_boxes(project, model) -> dict:
+    """The reviewer accepts CAM's first box at threshold 0.1 (looser than the default 0.3) on three photos."""
+    recs = {r.key: r for r in project.images()}
+    loose = create_method("cam", model, threshold=0.1)
+    wanted = {}
+    for key in ("chelsea.png", "coffee.png", "rocket.jpg"):
+        wanted[key] = explain_photo(project.source().open(key), loose, LabelRequest(project.label_map)).boxes[:1]
+        project.decide(recs[key].id, "accept", wanted[key])
+    return wanted
+
+
 def test_improve_learns_the_reviewers_threshold_and_reproposes_only_unreviewed_images(project, model, capsys):
     recs = {r.key: r for r in project.images()}
     # too few accepted images: one line, nothing changed
@@ -44,11 +55,7 @@ def test_improve_learns_the_reviewers_threshold_and_reproposes_only_unreviewed_i
     assert err.startswith("error: ") and err.count("\n") == 1 and "at least 3" in err
 
     # the reviewer draws CAM's box at threshold 0.1 (looser than the default 0.3) on three photos, rejects one
-    loose = create_method("cam", model, threshold=0.1)
-    wanted = {}
-    for key in ("chelsea.png", "coffee.png", "rocket.jpg"):
-        wanted[key] = explain_photo(project.source().open(key), loose, LabelRequest(project.label_map)).boxes[:1]
-        project.decide(recs[key].id, "accept", wanted[key])
+    wanted = _accept_loose_boxes(project, model)
     assert any(_box(recs[k].proposals[0]) != _box(wanted[k][0]) for k in wanted)  # 0.3 drew other boxes
     project.decide(recs["astronaut.png"].id, "reject")
     decisions = project.decisions()
@@ -71,11 +78,7 @@ def test_improve_learns_the_reviewers_threshold_and_reproposes_only_unreviewed_i
 
 def test_review_tab_improves_at_the_same_image_and_refuses_with_unsaved_edits(project, model):
     state = review.start(project.folder, "name", "all")
-    recs = {r.key: r for r in project.images()}
-    loose = create_method("cam", model, threshold=0.1)
-    for key in ("chelsea.png", "coffee.png", "rocket.jpg"):
-        boxes = explain_photo(project.source().open(key), loose, LabelRequest(project.label_map)).boxes[:1]
-        project.decide(recs[key].id, "accept", boxes)
+    _accept_loose_boxes(project, model)
     names = project.file_names()
     state = review.jump(state, "copy-coffee.png")
     with pytest.raises(review.ProjectError, match="edits"):

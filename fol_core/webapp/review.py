@@ -431,7 +431,6 @@ def export(state: dict | None, formats: list[str], include_proposals: bool, over
     return f"Exported {n} images to " + ", ".join(f"`{p}`" for p in folders.values()), files
 
 
-
 def improve_proposals(state: dict | None, progress: Progress | None = None) -> tuple[dict, str]:
     """`improve` on the open project (learn from its accepted boxes, propose again for every image not reviewed
     yet), then the queue read again at the same image: (session, what was learned). Refused while the image
