@@ -42,10 +42,11 @@ LABEL_MIN_PX = 14
 """The smallest label text, in pixels of the image drawn on: readable where the browser shows it at about its size."""
 
 
-def label_size(side: int) -> int:
+def label_size(side: int, short: int | None = None) -> int:
     """Label text height for an image whose longest side is `side`: about 1/24 of it, so that the display copy
-    (640 to 1600 pixels, which the app shows 400 pixels high, or a phone's width) gets labels of ~14 screen pixels."""
-    return max(LABEL_MIN_PX, round(side / 24))
+    (640 to 1600 pixels, which the app shows 400 pixels high, or a phone's width) gets labels of ~14 screen pixels;
+    at most a quarter of the `short` side, so that labels never cover a thin strip (2400 x 80 px: 20, not 100)."""
+    return max(LABEL_MIN_PX, round(min(side / 24, (short or side) / 4)))
 
 
 def label_origin(box: Box, text_w: float, text_h: float, width: int, height: int) -> tuple[float, float]:
@@ -63,7 +64,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, side // 250)
-    face = font(label_size(side))
+    face = font(label_size(side, min(out.size)))
     for b in sorted(boxes, key=lambda b: b.score):  # the best last: its label on top where labels overlap
         colour = class_colour(b.class_index)
         # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
@@ -165,7 +166,7 @@ def heatmap_figure(image: Image.Image, result: Localization, side: int = 640) ->
     for e in result.explanations:
         panel = draw_boxes(heatmap_overlay(small, e.heatmap), scale_boxes(
             [b for b in result.boxes if b.class_index == e.class_index], sx, sy))
-        draw, face = ImageDraw.Draw(panel), font(label_size(side))
+        draw, face = ImageDraw.Draw(panel), font(label_size(side, min(panel.size)))
         caption = fit_text(draw, f"{e.label}: p={e.probability:.2f}", face, panel.width - 8)
         _, _, w, h = draw.textbbox((0, 0), caption, font=face)
         draw.rectangle([0, panel.height - h - 8, w + 8, panel.height], fill=(0, 0, 0))

@@ -31,6 +31,13 @@ def _label_band(drawn: np.ndarray, rows: slice, cols: slice) -> tuple[float, int
     return fill, int((region.sum(-1) < 150).sum())
 
 
+def test_labels_never_cover_a_thin_strip():
+    strip = Image.new("RGB", (2400, 80), (255, 255, 255))
+    assert label_size(2400, 80) == 20  # about 1/24 of the long side would be 100: more than the strip
+    drawn = np.asarray(draw_boxes(strip, [_box(0, 0, 800, 80), _box(800, 0, 1600, 80), _box(1600, 0, 2400, 80)]))
+    assert (drawn[50:70, 100:700] == 255).all()  # the photo shows below the labels
+
+
 @pytest.mark.parametrize("side", [640, 1600])
 def test_labels_are_drawn_inside_a_box_touching_the_top_and_scale_with_the_photo(side):
     photo = Image.new("RGB", (side, side * 3 // 4), (255, 255, 255))
