@@ -52,6 +52,9 @@ class ModelSpec:
     description: str = ""
     layer_note: str = ""
     """Why fol_layer is the default."""
+    affinity_layer: str | None = None
+    """A finer feature map (stride 16) whose pixel-to-pixel similarity spreads mscam's class map over the
+    whole object (`--spread`); None: the map is not spread."""
     stages: str | None = None
     """The module path of the backbone's sequence of stages (`train --tune-blocks N` fine-tunes the last N and
     the layers after them, up to cam_layer); None: only a head can be trained."""
@@ -421,6 +424,7 @@ LITE0 = register_model(
         fol_layer="blocks.5.3.bn2",
         cam_layer="bn2",
         classifier="classifier",
+        affinity_layer="blocks.4",
         stages="blocks",
         description="EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet-1k, offline: the default",
         layer_note=(
@@ -475,6 +479,7 @@ register_model(
         fol_layer="features.27",
         cam_layer="features.29",
         classifier=None,
+        affinity_layer="features.29",
         description="VGG16 (torchvision), the paper's network; weights from torch's cache or --weights",
         layer_note="the paper's layer 11: conv5_2's ReLU",
     )
@@ -490,6 +495,7 @@ register_model(
         fol_layer="layer4.0",
         cam_layer="layer4",
         classifier="fc",
+        affinity_layer="layer3",
         description="ResNet-50 (torchvision); weights from torch's cache or --weights",
         layer_note="not measured (weights are not available offline here); the first block at 7 x 7",
     )

@@ -377,6 +377,40 @@ def test_multiscale_cam_refined_by_grabcut_still_finds_the_cat(model, examples_d
     box = result.boxes[0]
     assert iou((box.x0, box.y0, box.x1, box.y1), hand_boxes["chelsea.png"]["box"]) >= 0.5
     (cal,) = [method.explain_each(method.forward(method.pixels(load_image(examples_dir / "chelsea.png"))),
-                                  box.class_index, "threshold", [0.25])]
+                                  box.class_index, "threshold", [method.threshold])]
     assert cal[0].mask.shape == result.explanations[0].mask.shape
     assert (cal[0].mask == result.explanations[0].mask).all()  # calibration redraws as explain does
+
+
+def test_spread_carries_the_class_map_over_the_object_that_looks_alike_and_nowhere_else():
+    """The map is hot on the object's left part (its telling part) and dim on the rest of it and on some ground;
+    the object's pixels share their features, the ground's differ, and a look-alike far from the map is cut
+    by the floor."""
+    from fol_core.methods.mscam import spread
+
+    features = torch.zeros(2, 8, 8)
+    features[1] = 1.0  # ground
+    features[:, 2:6, 1:6] = torch.tensor([1.0, 0.0])[:, None, None]  # the object: x 8-48, y 16-48 px
+    features[:, 0, 7] = torch.tensor([1.0, 0.0])  # a look-alike corner
+    heat = np.zeros((64, 64), np.float32)
+    heat[16:48, 8:48] = 0.1
+    heat[16:48, 8:24] = 1.0  # the object's left part
+    heat[:, :8] = 0.1  # some ground at the left edge
+    assert heat[20:44, 28:44].max() < 0.45  # cut as it is, the right part of the object is lost
+    out = spread(heat, features, power=2.0)
+    assert out.max() == pytest.approx(1.0)
+    assert out[20:44, 28:44].min() > 0.9  # spread, it is as hot as the left part
+    assert out[:, :4].max() < 0.1  # the ground stays cold ...
+    assert out[:8, 56:].max() == 0.0  # ... and so does the far look-alike
+
+
+def test_multiscale_cam_spreads_with_the_models_affinity_layer_unless_told_not_to(model, examples_dir):
+    from fol_core.methods import create_method
+
+    photo = load_image(examples_dir / "chelsea.png")  # 451 x 300: 448 x 672 px at the largest scale
+    spread_on, spread_off = create_method("mscam", model), create_method("mscam", model, spread=0)
+    fp = spread_on.forward(spread_on.pixels(photo))
+    assert fp.features.shape[-2:] == (448 // 16, 672 // 16)  # blocks.4, stride 16, of the largest scale
+    assert spread_off.forward(spread_off.pixels(photo)).features is None
+    cat = int(fp.probs.argmax())
+    assert not np.allclose(spread_on.heatmap_of(fp, cat), spread_off.heatmap_of(fp, cat))
