@@ -54,7 +54,8 @@ class ModelSpec:
     """Why fol_layer is the default."""
     affinity_layer: str | None = None
     """A finer feature map (stride 16) whose pixel-to-pixel similarity spreads mscam's class map over the
-    whole object (`--spread`); None: the map is not spread."""
+    whole object (`--spread`; chosen for Lite0 on the dev set's calib halves, carried over to the others
+    unmeasured); None: the map is not spread."""
     stages: str | None = None
     """The module path of the backbone's sequence of stages (`train --tune-blocks N` fine-tunes the last N and
     the layers after them, up to cam_layer); None: only a head can be trained."""

@@ -113,7 +113,8 @@ class MultiScaleCAM(CAM):
                            features=features[-1].float() if features else None)
 
     def heatmap_of(self, fp: ForwardPass, class_index: int) -> np.ndarray:
-        """The class's CAM at each scale, upsampled to the largest, averaged, scaled to a maximum of 1."""
+        """The class's CAM at each scale, upsampled to the largest, averaged, scaled to a maximum of 1, spread
+        (unless `spread` is 0)."""
         weights = self.fc_weight[class_index]
         size = tuple(fp.pixels.shape[-2:])
         maps = [upsample(torch.relu(torch.einsum("c,chw->hw", weights, act[0])), size)
