@@ -60,7 +60,7 @@ def test_prelabel_review_and_export_in_the_browser(page, server, tmp_path):
     page.get_by_role("button", name="↻").click()
     page.locator("#review-project input").click()
     page.get_by_role("option", name="pets", exact=True).click()
-    page.get_by_text("Queue").click()
+    page.get_by_text("Queue", exact=True).click()  # not Gradio's "In queue: 1 of 1" status
     page.get_by_label("By file name").check()  # chelsea, coffee, rocket
     page.click("#review-open")
     _at(page, 1)

@@ -64,10 +64,10 @@ def _open(page, show: str = "all", name: str = "pets") -> None:
     page.get_by_role("tab", name="Review").click()
     page.locator("#review-project input").click()
     page.get_by_role("option", name=name, exact=True).click()
-    page.get_by_text("Queue").click()
+    page.get_by_text("Queue", exact=True).click()  # not Gradio's "In queue: 1 of 1" status
     page.get_by_label("By file name").check()  # astronaut, chelsea, coffee, rocket
     page.get_by_role("radio", name=show, exact=True).check()
-    page.get_by_text("Queue").click()
+    page.get_by_text("Queue", exact=True).click()  # not Gradio's "In queue: 1 of 1" status
     page.click("#review-open")
     _at(page, 1)
 
