@@ -386,7 +386,7 @@ def test_spread_carries_the_class_map_over_the_object_that_looks_alike_and_nowhe
     """The map is hot on the object's left part (its telling part) and dim on the rest of it and on some ground;
     the object's pixels share their features, the ground's differ, and a look-alike far from the map is cut
     by the floor."""
-    from fol_core.methods.mscam import spread
+    from fol_core.methods.mscam import affinity_walk, spread
 
     features = torch.zeros(2, 8, 8)
     features[1] = 1.0  # ground
@@ -397,7 +397,7 @@ def test_spread_carries_the_class_map_over_the_object_that_looks_alike_and_nowhe
     heat[16:48, 8:24] = 1.0  # the object's left part
     heat[:, :8] = 0.1  # some ground at the left edge
     assert heat[20:44, 28:44].max() < 0.45  # cut as it is, the right part of the object is lost
-    out = spread(heat, features, power=2.0)
+    out = spread(heat, affinity_walk(features, power=2.0))
     assert out.max() == pytest.approx(1.0)
     assert out[20:44, 28:44].min() > 0.9  # spread, it is as hot as the left part
     assert out[:, :4].max() < 0.1  # the ground stays cold ...
@@ -410,7 +410,8 @@ def test_multiscale_cam_spreads_with_the_models_affinity_layer_unless_told_not_t
     photo = load_image(examples_dir / "chelsea.png")  # 451 x 300: 448 x 672 px at the largest scale
     spread_on, spread_off = create_method("mscam", model), create_method("mscam", model, spread=0)
     fp = spread_on.forward(spread_on.pixels(photo))
-    assert fp.features.shape[-2:] == (448 // 16, 672 // 16)  # blocks.4, stride 16, of the largest scale
-    assert spread_off.forward(spread_off.pixels(photo)).features is None
+    assert fp.walk.shape == (448 // 16, 672 // 16, 28 * 42)  # blocks.4, stride 16, of the largest scale
+    unspread = spread_off.forward(spread_off.pixels(photo))
+    assert unspread.walk is None
     cat = int(fp.probs.argmax())
-    assert not np.allclose(spread_on.heatmap_of(fp, cat), spread_off.heatmap_of(fp, cat))
+    assert not np.allclose(spread_on.heatmap_of(fp, cat), spread_off.heatmap_of(unspread, cat))

@@ -52,8 +52,8 @@ class ForwardPass:
     """Each class's probability is its own sigmoid (a trained model), not a softmax over classes."""
     more_activations: list[torch.Tensor] = field(default_factory=list)
     """The same layer at other input sizes (multi-scale methods)."""
-    features: torch.Tensor | None = None
-    """(1, C, h, w) features whose pixel-to-pixel similarity spreads a class map (mscam's `spread`)."""
+    walk: torch.Tensor | None = None
+    """(h, w, h * w): where a class map spreads from each pixel of a feature grid (mscam's `spread`)."""
 
     @property
     def probs(self) -> torch.Tensor:

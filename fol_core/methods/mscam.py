@@ -60,18 +60,24 @@ class spreads to look-alike pixels anywhere, e.g. into the other photo of a two-
 halves: mosaics 69.6 without, 70.8 with; single photos unchanged)."""
 
 
-def spread(heatmap: np.ndarray, features: torch.Tensor, power: float, floor: float = SPREAD_FLOOR) -> np.ndarray:
-    """The class map carried to the pixels that look like the ones it covers: each pixel of the (C, h, w)
-    feature map takes the mean of the map over all pixels, weighted by their cosine similarity (negative
-    ones zero) to the `power`: one step of a random walk over the backbone's own affinities, untrained.
-    Upsampled to the heatmap's size, cut below `floor` of the original's peak, scaled to a maximum of 1."""
+def affinity_walk(features: torch.Tensor, power: float) -> torch.Tensor:
+    """One step of a random walk over the backbone's own affinities, untrained: from each pixel of the
+    (C, h, w) feature map to every pixel, in proportion to their cosine similarity (negative ones zero) to
+    the `power`. (h, w, h * w), each row summing to 1; computed once per photo, whatever the classes."""
     c, h, w = features.shape
     x = F.normalize(features.reshape(c, -1).float(), dim=0)
     affinity = torch.relu(x.T @ x) ** power
-    walk = affinity / affinity.sum(1, keepdim=True).clamp_min(1e-12)
+    return (affinity / affinity.sum(1, keepdim=True).clamp_min(1e-12)).reshape(h, w, h * w)
+
+
+def spread(heatmap: np.ndarray, walk: torch.Tensor, floor: float = SPREAD_FLOOR) -> np.ndarray:
+    """The class map carried to the pixels that look like the ones it covers: each pixel of the walk's
+    grid takes the map's mean over the pixels it walks to (`affinity_walk`). Upsampled to the heatmap's
+    size, cut below `floor` of the original's peak, scaled to a maximum of 1."""
+    h, w, _ = walk.shape
     heat = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))
     coarse = F.interpolate(heat[None, None], size=(h, w), mode="area").reshape(-1)
-    spread_map = F.interpolate((walk @ coarse).reshape(1, 1, h, w), size=heat.shape, mode="bilinear",
+    spread_map = F.interpolate((walk @ coarse)[None, None], size=heat.shape, mode="bilinear",
                                align_corners=False)[0, 0]
     spread_map = spread_map * (heat >= floor * heat.max())
     return (spread_map / spread_map.max().clamp_min(1e-12)).numpy()
@@ -109,8 +115,9 @@ class MultiScaleCAM(CAM):
         layer = self.model.spec.affinity_layer if self.spread else None
         with capture_output(self.model.layer(layer)) if layer else nullcontext() as features:
             logits, activations = layer_passes(self.model, self.layer, pixels)
+        walk = affinity_walk(features[-1][0], self.spread) if features else None
         return ForwardPass(pixels[-1], pixels[-1], logits[0], activations[0], self.model.multilabel, activations[1:],
-                           features=features[-1].float() if features else None)
+                           walk=walk)
 
     def heatmap_of(self, fp: ForwardPass, class_index: int) -> np.ndarray:
         """The class's CAM at each scale, upsampled to the largest, averaged, scaled to a maximum of 1, spread
@@ -123,7 +130,7 @@ class MultiScaleCAM(CAM):
         if heatmap.max() <= 0:
             return heatmap
         heatmap = heatmap / heatmap.max()
-        return heatmap if fp.features is None else spread(heatmap, fp.features[0], self.spread)
+        return heatmap if fp.walk is None else spread(heatmap, fp.walk)
 
     def photo_rgb(self, fp: ForwardPass) -> np.ndarray | None:
         """The (h, w, 3) uint8 photo at the heatmap's size, which GrabCut redraws along (None: no refinement)."""
