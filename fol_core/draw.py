@@ -115,36 +115,50 @@ def _normalized(saliency: np.ndarray) -> np.ndarray:
 
 
 CAPTION_PX = 16
-"""Figure 3 tiles' caption text height (tiles are 160 pixels, shown at about their size)."""
+"""Figure 3 tiles' caption text height (tiles are about 160 pixels, shown at about their size)."""
 
 
-def _tile(arr: np.ndarray | Image.Image, size: int, caption: str) -> Image.Image:
+def tile_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """A Figure 3 tile at the photo's own shape, so a wide photo is not squeezed into a square: about the area
+    of a `size` square, each side at most twice `size` (a 4:1 strip fits exactly), at least half of it, and
+    wide enough for a caption ("neuron 1: p=0.93"), so a tall photo is a little less tall than it is."""
+    aspect = width / max(height, 1)
+    w = min(max(round(size * aspect ** 0.5), round(0.8 * size)), 2 * size)
+    h = min(max(round(size / aspect ** 0.5), size // 2), 2 * size)
+    return w, h
+
+
+def _tile(arr: np.ndarray | Image.Image, shape: tuple[int, int], caption: str) -> Image.Image:
     img = arr if isinstance(arr, Image.Image) else Image.fromarray(arr)
     strip = CAPTION_PX + 6
-    tile = Image.new("RGB", (size, size + strip), (255, 255, 255))
-    tile.paste(img.convert("RGB").resize((size, size)), (0, strip))
+    w, h = shape
+    tile = Image.new("RGB", (w, h + strip), (255, 255, 255))
+    tile.paste(img.convert("RGB").resize((w, h)), (0, strip))
     draw, face = ImageDraw.Draw(tile), font(CAPTION_PX)
-    draw.text((2, 2), fit_text(draw, caption, face, size - 4), fill=(0, 0, 0), font=face)
+    draw.text((2, 2), fit_text(draw, caption, face, w - 4), fill=(0, 0, 0), font=face)
     return tile
 
 
 def explanation_panel(image: Image.Image, expl: Explanation, boxes: Sequence[Box], size: int = 160) -> Image.Image:
-    """The paper's Figure 3 for one class: input, each chosen neuron's map, their union, the box.
+    """The paper's Figure 3 for one class: input, each chosen neuron's map, their union, the box; every tile at
+    the photo's shape (`tile_size`), whatever shape the network saw.
 
     For heatmap methods: input, heatmap, overlay, box."""
-    square = image.convert("RGB").resize((size, size))
-    tiles = [_tile(square, size, "input")]
+    shape = tile_size(*image.size, size)
+    small = image.convert("RGB").resize(shape)
+    tiles = [_tile(small, shape, "input")]
     if expl.neuron_maps:
         for rank, i in enumerate(expl.chosen):
-            tiles.append(_tile(colorize(_normalized(expl.neuron_maps[i]), cv2.COLORMAP_VIRIDIS), size,
+            tiles.append(_tile(colorize(_normalized(expl.neuron_maps[i]), cv2.COLORMAP_VIRIDIS), shape,
                                f"neuron {rank + 1}: p={expl.blob_scores[i]:.2f}"))
     elif expl.heatmap is not None:
-        tiles.append(_tile(colorize(expl.heatmap), size, "heatmap"))
+        tiles.append(_tile(colorize(expl.heatmap), shape, "heatmap"))
     if expl.mask is not None:
-        union = (expl.mask[..., None] * np.asarray(square.resize(expl.mask.shape[::-1]))).astype(np.uint8)
-        tiles.append(_tile(union, size, "union of blobs" if expl.neuron_maps else "region"))
-    mine = scale_boxes([b for b in boxes if b.class_index == expl.class_index], size / image.width, size / image.height)
-    tiles.append(_tile(draw_boxes(square, mine, scores=False), size, f"box: {expl.label}"))
+        union = (expl.mask[..., None] * np.asarray(small.resize(expl.mask.shape[::-1]))).astype(np.uint8)
+        tiles.append(_tile(union, shape, "union of blobs" if expl.neuron_maps else "region"))
+    mine = scale_boxes([b for b in boxes if b.class_index == expl.class_index], shape[0] / image.width,
+                       shape[1] / image.height)
+    tiles.append(_tile(draw_boxes(small, mine, scores=False), shape, f"box: {expl.label}"))
     return stack(tiles)
 
 
@@ -152,7 +166,7 @@ def explain_figure(image: Image.Image, result: Localization, size: int = 160) ->
     """One panel row per explained class, stacked."""
     rows = [explanation_panel(image, e, result.boxes, size) for e in result.explanations]
     if not rows:
-        return _tile(image, size, "nothing found")
+        return _tile(image, tile_size(*image.size, size), "nothing found")
     return stack(rows, vertical=True)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fol_core.draw import class_colour, draw_boxes, label_origin, label_size
+from fol_core.draw import class_colour, draw_boxes, label_origin, label_size, tile_size
 from fol_core.result import Box
 
 
@@ -58,3 +58,13 @@ def test_labels_are_drawn_inside_a_box_touching_the_top_and_scale_with_the_photo
     drawn = np.asarray(draw_boxes(photo, [right]))
     fill, text = _label_band(drawn, slice(y - h, y), slice(side - 3 * h, side - 10))
     assert fill > 0.3 and text > 10  # pulled in from the right edge, whole
+
+
+def test_figure_tiles_keep_the_photo_shape() -> None:
+    """Wide photos were squeezed into square tiles; a tile now keeps the photo's shape, within bounds."""
+    assert tile_size(500, 500, 160) == (160, 160)
+    assert tile_size(640, 320, 160) == (226, 113)
+    assert tile_size(2000, 500, 160) == (320, 80)  # 4:1 exactly
+    assert tile_size(3000, 20, 160) == (320, 80)  # a thinner strip is squeezed to 4:1
+    w, h = tile_size(320, 640, 160)
+    assert (w, h) == (128, 226)  # a tall photo: wide enough for a caption
