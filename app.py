@@ -704,7 +704,7 @@ button[aria-label^="Rotate"] { display: none !important; }
 #review-help, #review-keys { font-size: 0.85em; }
 #review-note p { margin: 0; }
 #example-note p { margin: 0; font-size: 0.9em; }
-/* on a phone the why figure (a row of 160-pixel tiles per class) is shown at its own size and scrolls sideways,
+/* on a phone the why figure (a row of tiles of about 160 px per class) is shown at its own size and scrolls sideways,
    rather than shrunk to the screen's width (the box table scrolls sideways on its own) */
 @media (max-width: 640px) {
   #why { height: auto !important; overflow-x: auto !important; }
