@@ -9,6 +9,7 @@ on its registered backbone, and the classifier then answers with the card's clas
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import UserError, one_line
+from .foreground import ForegroundHead, head_path
 from .guided import make_switchable
 from .imagenet import class_names, resolve_class
 
@@ -125,6 +127,13 @@ class Classifier:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @functools.cached_property
+    def foreground(self) -> ForegroundHead | None:
+        """The class-agnostic foreground probe shipped for this ImageNet model (mscam's `foreground`); None for a
+        trained model (its features moved) or a model without one."""
+        path = head_path(self.spec.name)
+        return ForegroundHead.load(path) if self.imagenet and path.is_file() else None
 
     @property
     def input_size(self) -> int:

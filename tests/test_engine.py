@@ -415,3 +415,50 @@ def test_multiscale_cam_spreads_with_the_models_affinity_layer_unless_told_not_t
     assert unspread.walk is None
     cat = int(fp.probs.argmax())
     assert not np.allclose(spread_on.heatmap_of(fp, cat), spread_off.heatmap_of(unspread, cat))
+
+
+def test_foreground_probe_learns_what_the_confident_pixels_look_like_and_keeps_it(tmp_path):
+    """Object pixels share a feature, background ones another; the class map is confident on only part of
+    the object. The probe fit on the confident pixels calls the whole object foreground, the background not,
+    and a saved probe answers the same."""
+    from fol_core.foreground import ForegroundHead
+
+    torch.manual_seed(0)
+    examples = []
+    for _ in range(4):
+        fine, coarse = torch.randn(6, 8, 8) * 0.1, torch.randn(4, 4, 4) * 0.1
+        fine[0, 2:6, 2:6] += 1.0  # the object
+        fine[1] += 1.0
+        fine[1, 2:6, 2:6] -= 1.0
+        heat = torch.zeros(8, 8)
+        heat[2:6, 2:4] = 1.0  # the map lights the object's left half
+        heat[2:6, 4:6] = 0.3  # and half-lights the rest: no label there
+        examples.append((ForegroundHead.pixels(fine, coarse), heat))
+    head = ForegroundHead.fit(("fine", "coarse"), examples)
+    probs = head(fine, coarse)
+    assert probs[2:6, 4:6].min() > 0.8  # the unlit half of the object
+    assert probs[:2].max() < 0.2 and probs[6:].max() < 0.2
+    head.save(tmp_path / "probe.safetensors")
+    again = ForegroundHead.load(tmp_path / "probe.safetensors")
+    assert again.layers == ("fine", "coarse")
+    assert torch.allclose(again(fine, coarse), probs)
+    with pytest.raises(ValueError, match="no object pixel"):
+        ForegroundHead.fit(("fine", "coarse"), [(examples[0][0], torch.zeros(8, 8))])
+
+
+def test_multiscale_cam_weights_the_class_map_by_the_shipped_foreground_probe(model, examples_dir, hand_boxes):
+    from fol_core.methods import create_method
+
+    photo = load_image(examples_dir / "chelsea.png")  # 451 x 300: 448 x 672 px at the largest scale
+    method = create_method("mscam", model)
+    assert method.foreground == 1.0 and model.foreground.layers == ("blocks.4", "bn2")
+    fp = method.forward(method.pixels(photo))
+    assert fp.foreground.shape == (448 // 16, 672 // 16)
+    x0, y0, x1, y1 = (round(v * 448 / 300 / 16) for v in hand_boxes["chelsea.png"]["box"])
+    inside = fp.foreground[y0:y1, x0:x1]
+    assert inside.mean() > 0.5 > (fp.foreground.sum() - inside.sum()) / (fp.foreground.numel() - inside.numel())
+    off = create_method("mscam", model, foreground=0)
+    unweighted = off.forward(off.pixels(photo))
+    assert unweighted.foreground is None
+    cat = int(fp.probs.argmax())
+    assert not np.allclose(method.heatmap_of(fp, cat), off.heatmap_of(unweighted, cat))

@@ -54,6 +54,8 @@ class ForwardPass:
     """The same layer at other input sizes (multi-scale methods)."""
     walk: torch.Tensor | None = None
     """(h, w, h * w): where a class map spreads from each pixel of a feature grid (mscam's `spread`)."""
+    foreground: torch.Tensor | None = None
+    """(h, w): the foreground probe's probability on that grid, whatever the class (mscam's `foreground`)."""
 
     @property
     def probs(self) -> torch.Tensor:
