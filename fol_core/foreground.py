@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 DATA = Path(__file__).parent / "data"
@@ -87,8 +88,6 @@ class ForegroundHead:
 
     @classmethod
     def load(cls, path: str | Path) -> ForegroundHead:
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
         t = load_file(str(path))
