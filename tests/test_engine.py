@@ -462,3 +462,21 @@ def test_multiscale_cam_weights_the_class_map_by_the_shipped_foreground_probe(mo
     assert unweighted.foreground is None
     cat = int(fp.probs.argmax())
     assert not np.allclose(method.heatmap_of(fp, cat), off.heatmap_of(unweighted, cat))
+
+
+def test_fol_trimmed_by_the_foreground_probe_keeps_a_part_of_its_union_and_the_cat(model, examples_dir, monkeypatch):
+    from fol_core.methods import create_method
+
+    photo = load_image(examples_dir / "chelsea.png")
+    paper, trimmed = create_method("fol", model, k=1), create_method("fol", model, k=1, trim=0.5)
+    fp = paper.forward(paper.pixels(photo))
+    cat = int(fp.probs.argmax())
+    union, kept = paper.explain(fp, cat).mask, trimmed.explain(fp, cat).mask
+    assert kept.any() and not (kept & ~union).any()  # the same blob, only trimmed
+    probe = trimmed.foreground_of(fp.pixels)
+    assert probe.shape == union.shape and (probe[kept] >= 0.5).all()
+    (box,) = trimmed.boxes(trimmed.explain(fp, cat), photo.width, photo.height)
+    assert box.x0 < 225 < box.x1 and box.y0 < 150 < box.y1  # on the cat's face (the photo is a close-up)
+    monkeypatch.setattr(model, "foreground", None)
+    with pytest.raises(UserError, match="ships none"):
+        create_method("fol", model, trim=0.5)

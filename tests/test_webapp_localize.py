@@ -75,7 +75,7 @@ def panel(method: str, **values) -> list:
 
 def test_method_params_from_the_advanced_panel():
     fol = localize.method_params("fol", panel("fol", layer=" ", percentile=80))
-    assert fol == {"k": 5, "kmax": 10, "percentile": 80.0, "shape": "square"}
+    assert fol == {"k": 5, "kmax": 10, "percentile": 80.0, "shape": "square", "trim": 0.0}
     assert localize.method_params("cam", panel("cam", layer="bn2", threshold_otsu=True)) == {
         "threshold": "otsu", "layer": "bn2"}
     assert localize.method_params("gradcam", panel("gradcam", layer=""))["threshold"] == 0.3

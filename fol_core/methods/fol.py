@@ -11,8 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from ..guided import capture_output
 from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
 from ..result import Box, Explanation
@@ -36,6 +38,8 @@ class FastLocalization(Method):
         Param("shape", "square", "FOL: the photo stretched to the classifier's square (the paper) or its own shape "
                                  "kept (short side the classifier's size): twice the paper's hits on two-photo mosaics",
               kind=str, choices=("square", "kept")),
+        Param("trim", 0.0, "FOL: keep only the union's pixels that the foreground probe calls object (its probability "
+                           "at least this; 0: off, the paper)", low=0.0, high=0.95, step=0.05),
         Param("schedule", "batched", "FOL: one forward graph for all neurons, or the paper's one pass per neuron",
               kind=str, choices=("batched", "reference"), advanced=False),
     )
@@ -46,6 +50,8 @@ class FastLocalization(Method):
         if not self.k <= self.kmax:
             raise ParamError(f"k must be between 1 and kmax (got k={self.k}, kmax={self.kmax})")
         self.batchable = self.shape == "square"  # a kept shape differs from photo to photo
+        if self.trim and self.model.foreground is None:
+            raise ParamError(f"trim needs a foreground probe, and {self.model.name} ships none (Lite0-2 do)")
 
     def pixels(self, photo: Image.Image) -> torch.Tensor:
         """The registry's square, or the photo at its own shape (short side the square's)."""
@@ -107,15 +113,33 @@ class FastLocalization(Method):
         """Blobs from the neurons' maps at `percentile`, each re-scored; the union of the k best."""
         blobs = [clean_blob(percentile_mask(m, percentile)) for m in maps]
         scores = self.score_blobs(fp.pixels, blobs, class_index)
-        return self.union(class_index, float(fp.probs[class_index]), maps, blobs, scores)
+        return self.union(class_index, float(fp.probs[class_index]), maps, blobs, scores, fp.pixels)
+
+    @torch.inference_mode()
+    def foreground_of(self, pixels: torch.Tensor) -> np.ndarray:
+        """The foreground probe's probability at each pixel of a (1, 3, h, w) input, read at twice its size
+        (the probe's own scale: short side 448 px for Lite0's 224)."""
+        head = self.model.foreground
+        size = tuple(pixels.shape[-2:])
+        big = F.interpolate(pixels.to(self.model.device), scale_factor=2.0, mode="bilinear", align_corners=False)
+        with capture_output(self.model.layer(head.layers[0])) as fine, \
+                capture_output(self.model.layer(head.layers[1])) as coarse, self.model.fast():
+            self.model.net(self.model.normalize(big))
+        grid = head(fine[-1][0], coarse[-1][0])
+        return F.interpolate(grid[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
     def union(
         self, class_index: int, probability: float, maps: np.ndarray, blobs: list[np.ndarray], scores: list[float],
+        pixels: torch.Tensor,
     ) -> Explanation:
-        """The union of the k best-scoring blobs (an empty blob never counts)."""
+        """The union of the k best-scoring blobs (an empty blob never counts); with `trim`, only its pixels that
+        the foreground probe calls object (unless none is)."""
         scores = [s if b.any() else -1.0 for s, b in zip(scores, blobs)]
         chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
         union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)
+        if self.trim and union.any():
+            trimmed = union & (self.foreground_of(pixels) >= self.trim)
+            union = trimmed if trimmed.any() else union
         return Explanation(
             class_index, self.model.class_names[class_index], probability,
             neuron_maps=[np.clip(m, 0, None) for m in maps], blobs=blobs, blob_scores=scores,
@@ -134,7 +158,8 @@ class FastLocalization(Method):
         scores = self.score_blobs_batch(bp.pixels, wanted, blobs)
         probs = bp.probs
         return [
-            self.union(c, float(probs[r, c]), ms, bs, ss) for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)
+            self.union(c, float(probs[r, c]), ms, bs, ss, bp.pixels[r:r + 1])
+            for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)
         ]
 
     def select_neurons_batch(self, bp: BatchPass, wanted: Wanted) -> list[list[tuple[int, int, int]]]:
