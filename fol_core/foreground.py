@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,5 +90,5 @@ class ForegroundHead:
     def load(cls, path: str | Path) -> ForegroundHead:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
-        t = load_file(str(path))
-        return cls((meta["fine"], meta["coarse"]), t["mean"], t["std"], t["weight"], t["bias"])
+            tensors = [f.get_tensor(key) for key in ("mean", "std", "weight", "bias")]
+        return cls((meta["fine"], meta["coarse"]), *tensors)

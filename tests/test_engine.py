@@ -473,7 +473,7 @@ def test_fol_trimmed_by_the_foreground_probe_keeps_a_part_of_its_union_and_the_c
     cat = int(fp.probs.argmax())
     union, kept = paper.explain(fp, cat).mask, trimmed.explain(fp, cat).mask
     assert kept.any() and not (kept & ~union).any()  # the same blob, only trimmed
-    probe = trimmed.foreground_of(fp.pixels)
+    probe = trimmed.foreground_of(fp.pixels)[0].numpy()
     assert probe.shape == union.shape and (probe[kept] >= 0.5).all()
     (box,) = trimmed.boxes(trimmed.explain(fp, cat), photo.width, photo.height)
     assert box.x0 < 225 < box.x1 and box.y0 < 150 < box.y1  # on the cat's face (the photo is a close-up)

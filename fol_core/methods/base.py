@@ -55,7 +55,8 @@ class ForwardPass:
     walk: torch.Tensor | None = None
     """(h, w, h * w): where a class map spreads from each pixel of a feature grid (mscam's `spread`)."""
     foreground: torch.Tensor | None = None
-    """(h, w): the foreground probe's probability on that grid, whatever the class (mscam's `foreground`)."""
+    """(h, w): the foreground probe's probability over the photo, whatever the class: on the walk's grid (mscam's
+    `foreground`) or at every input pixel (FOL's `trim`, filled by its first explanation)."""
 
     @property
     def probs(self) -> torch.Tensor:

@@ -113,24 +113,25 @@ class FastLocalization(Method):
         """Blobs from the neurons' maps at `percentile`, each re-scored; the union of the k best."""
         blobs = [clean_blob(percentile_mask(m, percentile)) for m in maps]
         scores = self.score_blobs(fp.pixels, blobs, class_index)
-        return self.union(class_index, float(fp.probs[class_index]), maps, blobs, scores, fp.pixels)
+        if self.trim and fp.foreground is None:  # once per photo, whatever the classes and percentiles explained
+            fp.foreground = self.foreground_of(fp.pixels)[0]
+        return self.union(class_index, float(fp.probs[class_index]), maps, blobs, scores, fp.foreground)
 
     @torch.inference_mode()
-    def foreground_of(self, pixels: torch.Tensor) -> np.ndarray:
-        """The foreground probe's probability at each pixel of a (1, 3, h, w) input, read at twice its size
-        (the probe's own scale: short side 448 px for Lite0's 224)."""
+    def foreground_of(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The foreground probe's probability at each pixel of a (B, 3, h, w) input, (B, h, w), read at twice
+        its size (the probe's own scale: short side 448 px for Lite0's 224)."""
         head = self.model.foreground
-        size = tuple(pixels.shape[-2:])
         big = F.interpolate(pixels.to(self.model.device), scale_factor=2.0, mode="bilinear", align_corners=False)
         with capture_output(self.model.layer(head.layers[0])) as fine, \
                 capture_output(self.model.layer(head.layers[1])) as coarse, self.model.fast():
             self.model.net(self.model.normalize(big))
-        grid = head(fine[-1][0], coarse[-1][0])
-        return F.interpolate(grid[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+        grids = torch.stack([head(f, c) for f, c in zip(fine[-1], coarse[-1])])
+        return F.interpolate(grids[:, None], size=pixels.shape[-2:], mode="bilinear", align_corners=False)[:, 0].cpu()
 
     def union(
         self, class_index: int, probability: float, maps: np.ndarray, blobs: list[np.ndarray], scores: list[float],
-        pixels: torch.Tensor,
+        foreground: torch.Tensor | None,
     ) -> Explanation:
         """The union of the k best-scoring blobs (an empty blob never counts); with `trim`, only its pixels that
         the foreground probe calls object (unless none is)."""
@@ -138,7 +139,7 @@ class FastLocalization(Method):
         chosen = [i for i in np.argsort(scores)[::-1][: self.k].tolist() if blobs[i].any()]
         union = np.any([blobs[i] for i in chosen], axis=0) if chosen else np.zeros(maps.shape[1:], bool)
         if self.trim and union.any():
-            trimmed = union & (self.foreground_of(pixels) >= self.trim)
+            trimmed = union & (foreground >= self.trim).numpy()
             union = trimmed if trimmed.any() else union
         return Explanation(
             class_index, self.model.class_names[class_index], probability,
@@ -157,8 +158,9 @@ class FastLocalization(Method):
         blobs = [[clean_blob(percentile_mask(m, self.percentile)) for m in ms] for ms in maps]
         scores = self.score_blobs_batch(bp.pixels, wanted, blobs)
         probs = bp.probs
+        foreground = self.foreground_of(bp.pixels) if self.trim else None
         return [
-            self.union(c, float(probs[r, c]), ms, bs, ss, bp.pixels[r:r + 1])
+            self.union(c, float(probs[r, c]), ms, bs, ss, None if foreground is None else foreground[r])
             for (r, c), ms, bs, ss in zip(wanted, maps, blobs, scores)
         ]
 

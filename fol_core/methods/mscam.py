@@ -6,8 +6,8 @@ and 20 on two-photo mosaics. Spreading the map over the pixels whose features lo
 (`spread`) reaches the rest of the object, where the class evidence sits on its most telling part (a face,
 a wheel); weighting it by a class-agnostic foreground probe (`foreground`, fit without boxes) lets a lower cut
 take in the objects of classes the network only half-knows (raccoon-dev: 66 to 81 %). The scales, the spread,
-the probe's weight and the threshold were chosen on the calibration halves only; a trained model's threshold (0.1: its heatmaps are peakier, unspread) on the calibration halves of raccoon-dev and
-ImageNet's dogs (README).
+the probe's weight and the threshold were chosen on the calibration halves only; a trained model's threshold
+(0.1: its heatmaps are peakier, unspread) on the calibration halves of raccoon-dev and ImageNet's dogs (README).
 """
 
 from __future__ import annotations
