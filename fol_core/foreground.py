@@ -9,7 +9,8 @@ once on the dev set's calibration half, it carries to classes ImageNet lacks (ra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
+
+from .guided import capture_output
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,6 +54,13 @@ class ForegroundHead:
         x = self.pixels(fine, coarse)
         mean, std, weight, bias = (t.to(x.device) for t in (self.mean, self.std, self.weight, self.bias))
         return torch.sigmoid((x - mean) / std @ weight + bias).reshape(fine.shape[-2:])
+
+    @contextmanager
+    def reading(self, layer: Callable[[str], nn.Module]) -> Iterator[Callable[[], torch.Tensor]]:
+        """Hooks on the probe's two layers (`layer` finds a module by name) for the forward passes of the block;
+        the callable gives the probe's (B, h, w) probabilities on the last pass's batch."""
+        with capture_output(layer(self.layers[0])) as fine, capture_output(layer(self.layers[1])) as coarse:
+            yield lambda: torch.stack([self(f, c) for f, c in zip(fine[-1], coarse[-1])])
 
     @classmethod
     def fit(cls, layers: tuple[str, str], examples: Iterable[tuple[torch.Tensor, torch.Tensor]], low: float = 0.05,

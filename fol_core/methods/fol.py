@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..guided import capture_output
 from ..models import ModelSpec
 from ..regions import clean_blob, mask_box, percentile_mask, scale_box
 from ..result import Box, Explanation
@@ -121,12 +120,10 @@ class FastLocalization(Method):
     def foreground_of(self, pixels: torch.Tensor) -> torch.Tensor:
         """The foreground probe's probability at each pixel of a (B, 3, h, w) input, (B, h, w), read at twice
         its size (the probe's own scale: short side 448 px for Lite0's 224)."""
-        head = self.model.foreground
         big = F.interpolate(pixels.to(self.model.device), scale_factor=2.0, mode="bilinear", align_corners=False)
-        with capture_output(self.model.layer(head.layers[0])) as fine, \
-                capture_output(self.model.layer(head.layers[1])) as coarse, self.model.fast():
+        with self.model.foreground.reading(self.model.layer) as probe, self.model.fast():
             self.model.net(self.model.normalize(big))
-        grids = torch.stack([head(f, c) for f, c in zip(fine[-1], coarse[-1])])
+        grids = probe()
         return F.interpolate(grids[:, None], size=pixels.shape[-2:], mode="bilinear", align_corners=False)[:, 0].cpu()
 
     def union(

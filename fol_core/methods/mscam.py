@@ -132,10 +132,10 @@ class MultiScaleCAM(CAM):
         head = self.model.foreground if self.foreground else None
         with ExitStack() as stack:
             features = stack.enter_context(capture_output(self.model.layer(layer))) if layer else []
-            probe = [stack.enter_context(capture_output(self.model.layer(name))) for name in head.layers] if head else []
+            probe = stack.enter_context(head.reading(self.model.layer)) if head else None
             logits, activations = layer_passes(self.model, self.layer, pixels)
         walk = affinity_walk(features[-1][0], self.spread) if features else None
-        foreground = head(probe[0][-1][0], probe[1][-1][0]) if head else None
+        foreground = probe()[0] if probe else None
         return ForwardPass(pixels[-1], pixels[-1], logits[0], activations[0], self.model.multilabel, activations[1:],
                            walk=walk, foreground=foreground)
 
