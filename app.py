@@ -200,7 +200,8 @@ def localize_tab() -> gr.Dropdown:
     gr.Markdown("### Why: the evidence behind each box\nFOL: the photo, the chosen neurons' guided-backprop maps "
                 "(p = the class probability on the photo masked by that neuron's blob), their union, the box "
                 "(the paper's Figure 3). Grad-CAM / CAM: the class heatmap over the photo; multi-scale CAM: the same, "
-                "spread over the pixels that look like it and dimmed where they do not look like an object. "
+                "spread over the pixels that look like it, dimmed where they do not look like an object and on the "
+                "far side of the photo's normalized cut. "
                 "WSDDN: the multi-scale class map its first boxes are cut from.")
     why = gr.Image(label="Why", show_label=False, interactive=False, format="png", height=340, elem_id="why")
     gr.Markdown("### 3 · Accept or nudge the boxes\nDrag a box to move it, drag its corners to resize it, "

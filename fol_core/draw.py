@@ -49,30 +49,50 @@ def label_size(side: int, short: int | None = None) -> int:
     return max(LABEL_MIN_PX, round(min(side / 24, (short or side) / 4)))
 
 
-def label_origin(box: Box, text_w: float, text_h: float, width: int, height: int) -> tuple[float, float]:
+def label_origin(box: Box, text_w: float, text_h: float, width: int, height: int,
+                 taken: Sequence[tuple[float, float, float, float]] = ()) -> tuple[float, float]:
     """Where a box's label (text_w x text_h, background included) goes: on the box's top edge, outside it,
-    or just inside when there is no room above; moved left or right so that it stays in the picture."""
+    or just inside when there is no room above; moved left or right so that it stays in the picture. Where
+    that covers a label already placed (`taken`: x0, y0, x1, y1), it moves down one label height at a time
+    inside the box, so two boxes from the same corner keep both labels readable."""
     ty = box.y0 - text_h if box.y0 - text_h >= 0 else max(0.0, box.y0)
-    tx = min(max(0.0, box.x0), width - text_w)
-    return max(0.0, tx), min(ty, max(0.0, height - text_h))
+    tx = max(0.0, min(max(0.0, box.x0), width - text_w))
+    ty = min(ty, max(0.0, height - text_h))
+
+    def free(y: float) -> bool:
+        return not any(tx < x1 and x0 < tx + text_w and y < y1 and y0 < y + text_h for x0, y0, x1, y1 in taken)
+
+    y = ty
+    while not free(y) and y + 2 * text_h <= min(box.y1, height):
+        y += text_h
+    return tx, y if free(y) else ty
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) -> Image.Image:
     """The photo with each box outlined and labelled; line width and text scale with the photo, and every
-    label stays inside the picture (label_origin)."""
+    label stays inside the picture (label_origin). The best box's label is placed first, so it keeps its place
+    where labels would overlap; labels are drawn over every outline, the best last."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, side // 250)
     face = font(label_size(side, min(out.size)))
-    for b in sorted(boxes, key=lambda b: b.score):  # the best last: its label on top where labels overlap
-        colour = class_colour(b.class_index)
-        # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
-        draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=colour, width=width)
+    labels: dict[int, tuple[str, tuple[float, float, float, float]]] = {}
+    for i in sorted(range(len(boxes)), key=lambda i: -boxes[i].score):
+        b = boxes[i]
         text = f"{b.label} {b.score:.2f}" if scores else b.label
         _, _, right, bottom = draw.textbbox((0, 0), text, font=face)
-        tx, ty = label_origin(b, right + 2 * width, bottom + 2 * width, out.width, out.height)
-        draw.rectangle([tx, ty, tx + right + 2 * width, ty + bottom + 2 * width], fill=colour)
+        w, h = right + 2 * width, bottom + 2 * width
+        tx, ty = label_origin(b, w, h, out.width, out.height, [rect for _, rect in labels.values()])
+        labels[i] = text, (tx, ty, tx + w, ty + h)
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i].score)
+    for b in (boxes[i] for i in order):
+        # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
+        draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=class_colour(b.class_index),
+                       width=width)
+    for i in order:  # labels over every outline
+        text, (tx, ty, x1, y1) = labels[i]
+        draw.rectangle([tx, ty, x1, y1], fill=class_colour(boxes[i].class_index))
         draw.text((tx + width, ty + width), text, fill=(0, 0, 0), font=face)
     return out
 

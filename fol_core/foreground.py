@@ -51,16 +51,20 @@ class ForegroundHead:
 
     def __call__(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """(h, w) foreground probabilities on the fine grid (on the features' device)."""
-        x = self.pixels(fine, coarse)
+        return self.probability(self.pixels(fine, coarse), fine.shape[-2:])
+
+    def probability(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(h, w) foreground probabilities of the (h * w, C) pixel features from `pixels`."""
         mean, std, weight, bias = (t.to(x.device) for t in (self.mean, self.std, self.weight, self.bias))
-        return torch.sigmoid((x - mean) / std @ weight + bias).reshape(fine.shape[-2:])
+        return torch.sigmoid((x - mean) / std @ weight + bias).reshape(grid)
 
     @contextmanager
-    def reading(self, layer: Callable[[str], nn.Module]) -> Iterator[Callable[[], torch.Tensor]]:
+    def reading(self, layer: Callable[[str], nn.Module]) -> Iterator[Callable[[], list[tuple[torch.Tensor,
+                                                                                              torch.Tensor]]]]:
         """Hooks on the probe's two layers (`layer` finds a module by name) for the forward passes of the block;
-        the callable gives the probe's (B, h, w) probabilities on the last pass's batch."""
+        the callable gives their (fine, coarse) outputs for each photo of the last pass's batch."""
         with capture_output(layer(self.layers[0])) as fine, capture_output(layer(self.layers[1])) as coarse:
-            yield lambda: torch.stack([self(f, c) for f, c in zip(fine[-1], coarse[-1])])
+            yield lambda: list(zip(fine[-1], coarse[-1]))
 
     @classmethod
     def fit(cls, layers: tuple[str, str], examples: Iterable[tuple[torch.Tensor, torch.Tensor]], low: float = 0.05,

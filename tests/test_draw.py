@@ -68,3 +68,19 @@ def test_figure_tiles_keep_the_photo_shape() -> None:
     assert tile_size(3000, 20, 160) == (320, 80)  # a thinner strip is squeezed to 4:1
     w, h = tile_size(320, 640, 160)
     assert (w, h) == (128, 226)  # a tall photo: wide enough for a caption
+
+
+def test_two_boxes_from_the_same_corner_keep_both_labels_readable():
+    """Two boxes starting at one corner used to draw one label over the other."""
+    taken = [(50.0, 80.0, 130.0, 100.0)]
+    assert label_origin(_box(50, 100, 250, 200), 80, 20, 400, 300, taken) == (50, 100)  # one label lower
+    assert label_origin(_box(50, 100, 250, 115), 80, 20, 400, 300, taken) == (50, 80)  # no room: kept
+    photo = Image.new("RGB", (640, 480), (255, 255, 255))
+    big = _box(64, 96, 576, 448)
+    small = Box(64, 96, 320, 300, "cup", 968, 0.9, "fol")
+    drawn = np.asarray(draw_boxes(photo, [big, small]))
+    h = label_size(640)
+    colours = {class_colour(281), class_colour(968)}
+    band = {tuple(c) for c in drawn[96 - h:96, 70:90].reshape(-1, 3)} & colours
+    below = {tuple(c) for c in drawn[96 + 2:96 + h - 2, 70:90].reshape(-1, 3)} & colours
+    assert band == {class_colour(968)} and below == {class_colour(281)}  # the best box's label keeps its place

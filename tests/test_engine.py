@@ -464,6 +464,47 @@ def test_multiscale_cam_weights_the_class_map_by_the_shipped_foreground_probe(mo
     assert not np.allclose(method.heatmap_of(fp, cat), off.heatmap_of(unweighted, cat))
 
 
+def test_normalized_cut_splits_the_photo_where_its_features_change_and_weights_the_side_the_map_is_on():
+    """Left and right halves of an 8 x 12 grid have different features; the class map lies mostly on the
+    right with a spill to the left. The cut follows the halves, the spill fades to NCUT_FLOOR ** power, the
+    same photo is cut the same way every time, and a map mostly on the left keeps the left instead."""
+    from fol_core.methods.mscam import NCUT_FLOOR, normalized_cut, with_cut
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 12, 16) * 0.05
+    x[:, :6, 0] += 1.0
+    x[:, 6:, 1] += 1.0
+    cut = normalized_cut(x.reshape(-1, 16), (8, 12))
+    assert cut.shape == (8, 12) and torch.equal(cut, normalized_cut(x.reshape(-1, 16), (8, 12)))
+    left = cut[:, :6] > 0
+    assert left.all() != (cut[:, 6:] > 0).any() and (left.all() or not left.any())
+    heat = np.zeros((32, 48), np.float32)
+    heat[8:24, 28:44] = 1.0
+    heat[8:24, 4:8] = 0.5  # the spill
+    fused = with_cut(heat, cut, 1.0)
+    assert fused.max() == pytest.approx(1.0) and fused[16, 36] == pytest.approx(1.0)
+    assert fused[16, 6] == pytest.approx(0.5 * NCUT_FLOOR)
+    heat[8:24, 4:8] = 1.0
+    heat[8:24, 28:44] = 0.2  # now the left holds more of the map (64 against 51)
+    assert with_cut(heat, cut, 1.0)[16, 36] == pytest.approx(0.2 * NCUT_FLOOR)
+
+
+def test_multiscale_cam_cuts_the_photo_once_unless_told_not_to(model, examples_dir):
+    from fol_core.methods import create_method
+
+    photo = load_image(examples_dir / "chelsea.png")
+    method, off = create_method("mscam", model), create_method("mscam", model, ncut=0)
+    assert method.ncut == 0.5 and method.threshold == 0.25
+    fp = method.forward(method.pixels(photo))
+    assert fp.cut.shape == fp.foreground.shape == (448 // 16, 672 // 16)
+    unweighted = off.forward(off.pixels(photo))
+    assert unweighted.cut is None
+    cat = int(fp.probs.argmax())
+    assert not np.allclose(method.heatmap_of(fp, cat), off.heatmap_of(unweighted, cat))
+    probe_only = create_method("mscam", model, foreground=0).forward(method.pixels(photo))
+    assert probe_only.foreground is None and torch.equal(probe_only.cut, fp.cut)  # the cut alone still reads the probe's layers
+
+
 def test_fol_trimmed_by_the_foreground_probe_keeps_a_part_of_its_union_and_the_cat(model, examples_dir, monkeypatch):
     from fol_core.methods import create_method
 

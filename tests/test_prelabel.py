@@ -95,3 +95,22 @@ def test_a_saved_dataset_is_pre_labeled_and_exported_from_its_bytes(tmp_path, ex
     path = exp.export(project, "voc", include_proposals=True)
     assert sorted(p.name for p in (path / "JPEGImages").iterdir()) == ["train__chelsea.png", "train__coffee.png"]
     assert (path / "JPEGImages" / "train__coffee.png").read_bytes() == (examples_dir / "coffee.png").read_bytes()
+
+
+def test_prelabel_bench_runs_each_method_with_the_options_given(tmp_path, examples_dir, model, monkeypatch, capsys):
+    """`--bench` used to drop the method options, so `--foreground 0` timed the default."""
+    from fol_core.bootstrap import prelabel
+    from fol_core.cli import main
+
+    seen = []
+    real = prelabel.run_prelabel
+    monkeypatch.setattr(prelabel, "run_prelabel", lambda project, model, method, params, *a, **k: (
+        seen.append((method, params)), real(project, model, method, params, *a, **k))[1])
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(examples_dir / "chelsea.png", src / "chelsea.png")
+    assert main(["prelabel", str(src), "--bench", "cam,gradcam", "--limit", "1", "--threshold", "0.6"]) == 0
+    assert "images/s" in capsys.readouterr().out
+    assert seen and all(params == {"threshold": 0.6} for _, params in seen)
+    assert {method for method, _ in seen} == {"cam", "gradcam"}
+    assert not list(tmp_path.glob("src/*.sqlite*")) and sorted(p.name for p in src.iterdir()) == ["chelsea.png"]

@@ -407,7 +407,8 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
         for method in (get_method(m).name for m in chosen):
             if get_method(method).unavailable(model):
                 continue
-            m = create_method(method, model)
+            params = method_params(args, method)  # the options given apply to every method that has them
+            m = create_method(method, model, **params)
             for engine, settings in engines.items():
                 run_args = argparse.Namespace(**{**vars(args), **settings})
                 marks: list[tuple[int, float]] = []
@@ -416,7 +417,7 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
                     warm = project.todo(1)
                     if warm:  # first-call allocations are not the method's cost
                         propose(project.source().open(warm[0].key), m, LabelRequest(label_map))
-                    summary = _engine_run(run_args, project, model, method, None, label_map,
+                    summary = _engine_run(run_args, project, model, method, params, label_map,
                                           progress=lambda done, total, key, marks=marks: marks.append((done, time.perf_counter())))
                     project.close()
                 first, last = next(((d, t) for d, t in marks if d), (0, 0.0)), marks[-1]

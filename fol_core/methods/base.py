@@ -57,6 +57,8 @@ class ForwardPass:
     foreground: torch.Tensor | None = None
     """(h, w): the foreground probe's probability over the photo, whatever the class: on the walk's grid (mscam's
     `foreground`) or at every input pixel (FOL's `trim`, filled by its first explanation)."""
+    cut: torch.Tensor | None = None
+    """(h, w) on the walk's grid: the photo's normalized cut, positive on one side (mscam's `ncut`)."""
 
     @property
     def probs(self) -> torch.Tensor:

@@ -123,7 +123,7 @@ class FastLocalization(Method):
         big = F.interpolate(pixels.to(self.model.device), scale_factor=2.0, mode="bilinear", align_corners=False)
         with self.model.foreground.reading(self.model.layer) as probe, self.model.fast():
             self.model.net(self.model.normalize(big))
-        grids = probe()
+        grids = torch.stack([self.model.foreground(fine, coarse) for fine, coarse in probe()])
         return F.interpolate(grids[:, None], size=pixels.shape[-2:], mode="bilinear", align_corners=False)[:, 0].cpu()
 
     def union(
