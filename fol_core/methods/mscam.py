@@ -150,9 +150,9 @@ class MultiScaleCAM(CAM):
         Param("foreground", 1.0, "weight the heatmap by how much each pixel looks like an object: the power of the "
                                  "foreground probe's probability (Lite0-2 ship one; 0: off)", low=0.0, high=4.0,
               step=0.5, trained_default=0.0),
-        Param("ncut", 0.5, "weight the heatmap by the side of the photo's normalized cut (object / background, "
-                           "from the probe's features) that holds it: the power of the weight (0: off)", low=0.0,
-              high=4.0, step=0.25, trained_default=0.0),
+        Param("ncut", 0.5, "weight the heatmap by the side of the photo's normalized cut it lies on (the other side "
+                           "x 0.2): the power of the normalized cut's weight (it reads the probe's features: Lite0-2; "
+                           "0: off)", low=0.0, high=4.0, step=0.25, trained_default=0.0),
         Param("refine", "none", "keep the heatmap's region as cut (none) or redraw it along the photo's colour "
                                 "edges with OpenCV's GrabCut (tighter boxes on single objects, worse on mosaics)",
               kind=str, choices=("none", "grabcut")),
