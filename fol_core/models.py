@@ -180,9 +180,14 @@ class Classifier:
         self.precision = choose_precision(self.device)
         return self
 
+    @property
+    def fast_dtype(self) -> torch.dtype:
+        """The dtype `precision` names, for work outside `fast`'s autocast that may run in it."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
     def fast(self) -> torch.autocast:
         """The context of passes that need no gradient: bfloat16 when `precision` says so."""
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.fast_dtype == torch.bfloat16)
 
     @torch.inference_mode()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -86,11 +86,12 @@ def spread(heatmap: np.ndarray, walk: torch.Tensor, floor: float = SPREAD_FLOOR)
     return (spread_map / spread_map.max().clamp_min(1e-12)).numpy()
 
 
-def with_foreground(heatmap: np.ndarray, foreground: torch.Tensor, power: float) -> np.ndarray:
-    """The class map weighted by the foreground probe's probability (upsampled) to the `power`, scaled to a
-    maximum of 1: where the class map spills over background it fades, where it half-covers an object the
-    cut can go lower (`ForegroundHead`)."""
-    up = F.interpolate(foreground[None, None].float(), size=heatmap.shape, mode="bilinear", align_corners=False)[0, 0]
+def weighted(heatmap: np.ndarray, weight: torch.Tensor, power: float) -> np.ndarray:
+    """The class map times a coarser weight map (upsampled) to the `power`, scaled to a maximum of 1. With the
+    foreground probe's probability as the weight, where the class map spills over background it fades and where
+    it half-covers an object the cut can go lower (`ForegroundHead`); with the normalized cut's (`with_cut`),
+    what spills across the photo's main divide fades."""
+    up = F.interpolate(weight[None, None].float(), size=heatmap.shape, mode="bilinear", align_corners=False)[0, 0]
     fused = heatmap * up.cpu().numpy() ** power
     return fused / max(float(fused.max()), 1e-12)
 
@@ -121,18 +122,14 @@ def normalized_cut(x: torch.Tensor, grid: tuple[int, int], tau: float = NCUT_TAU
 
 
 def with_cut(heatmap: np.ndarray, cut: torch.Tensor, power: float) -> np.ndarray:
-    """The class map weighted by the side of the normalized cut that holds most of it (1) against the other
-    (NCUT_FLOOR), upsampled, to the `power`, scaled to a maximum of 1: where the map spills across the photo's
-    main divide it fades."""
+    """The class map `weighted` by the side of the normalized cut that holds most of it (1) against the other
+    (NCUT_FLOOR)."""
     heat = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))
     coarse = F.interpolate(heat[None, None], size=cut.shape, mode="area")[0, 0]
     side = (cut > 0).float()
     if float((coarse * side).sum()) < float((coarse * (1 - side)).sum()):
         side = 1 - side
-    weight = F.interpolate((NCUT_FLOOR + (1 - NCUT_FLOOR) * side)[None, None], size=heat.shape, mode="bilinear",
-                           align_corners=False)[0, 0]
-    fused = heatmap * weight.numpy() ** power
-    return fused / max(float(fused.max()), 1e-12)
+    return weighted(heatmap, NCUT_FLOOR + (1 - NCUT_FLOOR) * side, power)
 
 
 class MultiScaleCAM(CAM):
@@ -185,8 +182,7 @@ class MultiScaleCAM(CAM):
             fine, coarse = probe()[0]
             x = head.pixels(fine, coarse)
             foreground = head.probability(x, fine.shape[-2:]) if self.foreground else None
-            dtype = torch.bfloat16 if self.model.precision == "bf16" else torch.float32
-            cut = normalized_cut(x, fine.shape[-2:], dtype=dtype).cpu() if self.ncut else None
+            cut = normalized_cut(x, fine.shape[-2:], dtype=self.model.fast_dtype).cpu() if self.ncut else None
         return ForwardPass(pixels[-1], pixels[-1], logits[0], activations[0], self.model.multilabel, activations[1:],
                            walk=walk, foreground=foreground, cut=cut)
 
@@ -204,7 +200,7 @@ class MultiScaleCAM(CAM):
         if fp.walk is not None:
             heatmap = spread(heatmap, fp.walk)
         if fp.foreground is not None:
-            heatmap = with_foreground(heatmap, fp.foreground, self.foreground)
+            heatmap = weighted(heatmap, fp.foreground, self.foreground)
         return heatmap if fp.cut is None else with_cut(heatmap, fp.cut, self.ncut)
 
     def photo_rgb(self, fp: ForwardPass) -> np.ndarray | None:
