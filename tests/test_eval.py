@@ -92,6 +92,14 @@ def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsy
     whole = results["baselines"]["whole_image"]
     assert whole["mean_iou"] == pytest.approx(np.mean(areas), abs=1e-4)
     assert whole["gt_known_loc"] == pytest.approx(np.mean(np.array(areas) >= 0.5))
+    # by kind of photo: one true box each; small where it covers under a fifth of the photo
+    kinds, small = whole["by_kind"], np.array(areas) < 0.2
+    assert kinds["one object"] == {"n": 4, "gt_known_loc": pytest.approx(whole["gt_known_loc"])}
+    assert kinds["several objects"] == {"n": 0, "gt_known_loc": None}
+    assert kinds["small objects"]["n"] == small.sum() and kinds["larger objects"]["n"] == 4 - small.sum()
+    if not small.all():
+        assert kinds["larger objects"]["gt_known_loc"] == pytest.approx(np.mean(np.array(areas)[~small] >= 0.5))
+    assert results["methods"]["fol"]["by_kind"]["one object"]["n"] == 4
 
     with (out / "per_image.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -99,7 +107,8 @@ def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsy
     fol_ious = [float(r["iou"]) for r in rows if r["method"] == "fol"]
     assert np.mean(fol_ious) == pytest.approx(results["methods"]["fol"]["mean_iou"], abs=1e-3)
 
-    assert "| gradcam |" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "| gradcam |" in report and "| several objects (0) |" in report
     for name in ("iou_histogram", "center_correctness", "comparison", "sheet_fol", "sheet_gradcam"):
         with Image.open(out / f"{name}.png") as png:
             assert png.width >= 600 and png.height >= 300

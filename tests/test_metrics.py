@@ -20,6 +20,7 @@ from fol_core.evaluation.metrics import (
     iou_matrix,
     maxboxacc,
     maxboxacc_v2,
+    photo_kinds,
     summarize,
 )
 from fol_core.formats.voc import image_ids
@@ -112,6 +113,16 @@ def test_summarize_counts_top1_and_median_time():
     assert s["mean_iou"] == pytest.approx(1.9 / 3)
     assert s["center_correct"]["0.0"] == pytest.approx(2 / 3)
     assert s["s_per_image"] == 2.0
+
+
+
+def test_photo_kinds_by_count_and_largest_box():
+    # 200 x 100 photo: a fifth of it is 4000 pixels; the largest box decides, not the first
+    assert photo_kinds(np.array([[0.0, 0.0, 80.0, 50.0]]), 200, 100) == ("one object", "larger objects")
+    assert photo_kinds(np.array([[0.0, 0.0, 50.0, 79.0]]), 200, 100) == ("one object", "small objects")
+    two = np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 100.0, 39.0]])
+    assert photo_kinds(two, 200, 100) == ("several objects", "small objects")
+    assert photo_kinds(two, 200, 50) == ("several objects", "larger objects")
 
 
 VOC_XML = """<annotation><filename>{name}.jpg</filename>

@@ -15,11 +15,13 @@ from .evaluate import Outcome
 from .metrics import (
     BASELINES,
     IOU_CORRECT,
+    SMALL_OBJECT,
     baseline_box,
     best_match,
     fixed_box_accuracy,
     iou_matrix,
     maxboxacc,
+    photo_kinds,
     summarize,
 )
 
@@ -30,6 +32,20 @@ HIST_EDGES = tuple(round(0.1 * i, 1) for i in range(11))
 def _histogram(ious: list[float]) -> dict[str, list]:
     counts, _ = np.histogram(ious, bins=HIST_EDGES)
     return {"edges": list(HIST_EDGES), "counts": counts.tolist()}
+
+
+KINDS = ("one object", "several objects", "small objects", "larger objects")
+
+
+def by_kind(outcomes: list[Outcome], ious: list[float]) -> dict[str, dict[str, float | int]]:
+    """GT-known Loc within each kind of photo (`photo_kinds`), with how many samples each holds: why two
+    splits of one set score apart, and where the misses are."""
+    kinds = [photo_kinds(o.sample.boxes, o.sample.width, o.sample.height) for o in outcomes]
+    out = {}
+    for kind in KINDS:
+        hits = [iou >= IOU_CORRECT for iou, k in zip(ious, kinds) if kind in k]
+        out[kind] = {"n": len(hits), "gt_known_loc": float(np.mean(hits)) if hits else None}
+    return out
 
 
 def baseline_ious(outcomes: list[Outcome], fraction: float) -> list[float]:
@@ -49,6 +65,7 @@ def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any]) -> 
         entry["maxboxacc"] = per_delta
     entry["top_box_loc"] = float(np.mean([o.top_iou >= IOU_CORRECT for o in outcomes])) if outcomes else 0.0
     entry["recall"] = _recall([o.found for o in outcomes], truths)
+    entry["by_kind"] = by_kind(outcomes, ious)
     entry["params"] = params
     entry["iou_histogram"] = _histogram(ious)
     return entry
@@ -72,6 +89,7 @@ def baseline_entries(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
         entry["top_box_loc"] = entry["gt_known_loc"]  # one box: it is the top box
         found = [int((iou_matrix([b], t).max(0) >= IOU_CORRECT).sum()) for b, t in zip(boxes, truths)]
         entry["recall"] = _recall(found, truths)
+        entry["by_kind"] = by_kind(outcomes, ious)
         entry["iou_histogram"] = _histogram(ious)
         out[name] = entry
     return out
@@ -98,6 +116,10 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
+def _row_label(kind: str, name: str) -> str:
+    return name if kind == "methods" else f"*{name.replace('_', ' ')}* (baseline)"
+
+
 def markdown_table(results: dict) -> str:
     """Methods then baselines: the localization scores in %, mean IoU, seconds per image."""
     head = ("| | GT-known Loc | top box Loc | Top-1 Loc | mean IoU | recall | MaxBoxAccV2 | centre m=0 | centre m=0.25 "
@@ -105,13 +127,22 @@ def markdown_table(results: dict) -> str:
     rows = []
     for kind in ("methods", "baselines"):
         for name, r in results[kind].items():
-            label = name if kind == "methods" else f"*{name.replace('_', ' ')}* (baseline)"
             s = r["s_per_image"]
             rows.append(
-                f"| {label} | {_pct(r['gt_known_loc'])} | {_pct(r['top_box_loc'])} | {_pct(r['top1_loc'])} "
+                f"| {_row_label(kind, name)} | {_pct(r['gt_known_loc'])} | {_pct(r['top_box_loc'])} | {_pct(r['top1_loc'])} "
                 f"| {r['mean_iou']:.3f} | {_pct(r['recall'])} | {_pct(r.get('maxboxacc_v2'))} | {_pct(r['center_correct']['0.0'])} "
                 f"| {_pct(r['center_correct']['0.25'])} | {'—' if s is None else f'{s:.3f}'} |"
             )
+    return head + "\n".join(rows) + "\n"
+
+
+def kinds_table(results: dict) -> str:
+    """GT-known Loc by kind of photo, methods then baselines."""
+    counts = next(iter(results["methods"].values()))["by_kind"]
+    head = ("| | " + " | ".join(f"{k} ({counts[k]['n']})" for k in KINDS) + " |\n| --- |"
+            + " ---: |" * len(KINDS) + "\n")
+    rows = [f"| {_row_label(kind, name)} | " + " | ".join(_pct(r["by_kind"][k]["gt_known_loc"]) for k in KINDS) + " |"
+            for kind in ("methods", "baselines") for name, r in results[kind].items()]
     return head + "\n".join(rows) + "\n"
 
 
@@ -161,6 +192,8 @@ def markdown(results: dict) -> str:
         f"```\n{results['command']}\n```\n\n"
         "Scores in % of samples (mean IoU as a fraction); s / image is the median time of one forward pass, "
         "the explanation and the boxes.\n\n" + markdown_table(results) + "\n"
+        f"GT-known Loc by kind of photo (samples of each in brackets; small: the largest true box covers under "
+        f"{SMALL_OBJECT:.0%} of the photo):\n\n" + kinds_table(results) + "\n"
     )
     if results.get("calibration"):
         cal = results["calibration"]
