@@ -37,7 +37,7 @@ def _histogram(ious: list[float]) -> dict[str, list]:
 KINDS = ("one object", "several objects", "small objects", "larger objects")
 
 
-def by_kind(outcomes: list[Outcome], ious: list[float]) -> dict[str, dict[str, float | int]]:
+def by_kind(outcomes: list[Outcome], ious: list[float]) -> dict[str, dict[str, float | int | None]]:
     """GT-known Loc within each kind of photo (`photo_kinds`), with how many samples each holds: why two
     splits of one set score apart, and where the misses are."""
     kinds = [photo_kinds(o.sample.boxes, o.sample.width, o.sample.height) for o in outcomes]
