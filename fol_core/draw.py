@@ -79,13 +79,15 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], scores: bool = True) ->
     face = font(label_size(side, min(out.size)))
     order = sorted(range(len(boxes)), key=lambda i: boxes[i].score)
     labels: dict[int, tuple[str, tuple[float, float, float, float]]] = {}
+    placed: list[tuple[float, float, float, float]] = []
     for i in reversed(order):
         b = boxes[i]
         text = f"{b.label} {b.score:.2f}" if scores else b.label
         _, _, right, bottom = draw.textbbox((0, 0), text, font=face)
         w, h = right + 2 * width, bottom + 2 * width
-        tx, ty = label_origin(b, w, h, out.width, out.height, [rect for _, rect in labels.values()])
-        labels[i] = text, (tx, ty, tx + w, ty + h)
+        tx, ty = label_origin(b, w, h, out.width, out.height, placed)
+        placed.append((tx, ty, tx + w, ty + h))
+        labels[i] = text, placed[-1]
     for b in (boxes[i] for i in order):
         # a box under 1 pixel wide (a thin strip's display copy) is drawn as a line, never inverted
         draw.rectangle([b.x0, b.y0, max(b.x0, b.x1 - 1), max(b.y0, b.y1 - 1)], outline=class_colour(b.class_index),

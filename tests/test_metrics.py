@@ -115,7 +115,6 @@ def test_summarize_counts_top1_and_median_time():
     assert s["s_per_image"] == 2.0
 
 
-
 def test_photo_kinds_by_count_and_largest_box():
     # 200 x 100 photo: a fifth of it is 4000 pixels; the largest box decides, not the first
     assert photo_kinds(np.array([[0.0, 0.0, 80.0, 50.0]]), 200, 100) == ("one object", "larger objects")

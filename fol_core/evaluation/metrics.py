@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_area, box_iou
 
 IOU_CORRECT = 0.5
 """GT-known and Top-1 Loc: a box is right at IoU >= 0.5 with a true box (ILSVRC's rule)."""
@@ -155,6 +155,6 @@ def summarize(ious: Sequence[float], top1: Sequence[bool], boxes: Sequence[Seque
 
 def photo_kinds(truth: np.ndarray, width: float, height: float) -> tuple[str, str]:
     """Which kinds of photo a sample is, by its true boxes: one object or several, small objects or larger."""
-    areas = (truth[:, 2] - truth[:, 0]) * (truth[:, 3] - truth[:, 1])
-    small = areas.size > 0 and float(areas.max()) < SMALL_OBJECT * width * height
+    areas = box_area(torch.as_tensor(as_boxes(truth)))
+    small = len(areas) > 0 and float(areas.max()) < SMALL_OBJECT * width * height
     return ("several objects" if len(truth) > 1 else "one object", "small objects" if small else "larger objects")

@@ -37,10 +37,9 @@ def _histogram(ious: list[float]) -> dict[str, list]:
 KINDS = ("one object", "several objects", "small objects", "larger objects")
 
 
-def by_kind(outcomes: list[Outcome], ious: list[float]) -> dict[str, dict[str, float | int | None]]:
-    """GT-known Loc within each kind of photo (`photo_kinds`), with how many samples each holds: why two
-    splits of one set score apart, and where the misses are."""
-    kinds = [photo_kinds(o.sample.boxes, o.sample.width, o.sample.height) for o in outcomes]
+def by_kind(kinds: list[tuple[str, str]], ious: list[float]) -> dict[str, dict[str, float | int | None]]:
+    """GT-known Loc within each kind of photo (`photo_kinds`, one per sample), with how many samples each
+    holds: why two splits of one set score apart, and where the misses are."""
     out = {}
     for kind in KINDS:
         hits = [iou >= IOU_CORRECT for iou, k in zip(ious, kinds) if kind in k]
@@ -53,7 +52,8 @@ def baseline_ious(outcomes: list[Outcome], fraction: float) -> list[float]:
     return [best_match([baseline_box(o.sample.width, o.sample.height, fraction)], o.sample.boxes)[0] for o in outcomes]
 
 
-def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any]) -> dict[str, Any]:
+def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any], kinds: list[tuple[str, str]]
+                 ) -> dict[str, Any]:
     truths = [o.sample.boxes for o in outcomes]
     ious = [o.iou for o in outcomes]
     entry = summarize(ious, [o.top1_ok for o in outcomes], [o.best_box for o in outcomes], truths,
@@ -65,7 +65,7 @@ def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any]) -> 
         entry["maxboxacc"] = per_delta
     entry["top_box_loc"] = float(np.mean([o.top_iou >= IOU_CORRECT for o in outcomes])) if outcomes else 0.0
     entry["recall"] = _recall([o.found for o in outcomes], truths)
-    entry["by_kind"] = by_kind(outcomes, ious)
+    entry["by_kind"] = by_kind(kinds, ious)
     entry["params"] = params
     entry["iou_histogram"] = _histogram(ious)
     return entry
@@ -77,7 +77,7 @@ def _recall(found: list[int], truths: list[np.ndarray]) -> float:
     return sum(found) / total if total else 0.0
 
 
-def baseline_entries(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
+def baseline_entries(outcomes: list[Outcome], kinds: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     """The constant boxes, scored on the same samples; Top-1 Loc uses the same classifier's top-1."""
     out = {}
     truths = [o.sample.boxes for o in outcomes]
@@ -89,7 +89,7 @@ def baseline_entries(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
         entry["top_box_loc"] = entry["gt_known_loc"]  # one box: it is the top box
         found = [int((iou_matrix([b], t).max(0) >= IOU_CORRECT).sum()) for b, t in zip(boxes, truths)]
         entry["recall"] = _recall(found, truths)
-        entry["by_kind"] = by_kind(outcomes, ious)
+        entry["by_kind"] = by_kind(kinds, ious)
         entry["iou_histogram"] = _histogram(ious)
         out[name] = entry
     return out
@@ -97,7 +97,8 @@ def baseline_entries(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
 
 def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list[Outcome]],
                   params: dict[str, dict[str, Any]], calibration: dict[str, Any] | None, command: str) -> dict:
-    first = next(iter(outcomes.values()))
+    first = next(iter(outcomes.values()))  # every method ran on the same samples, in the same order
+    kinds = [photo_kinds(o.sample.boxes, o.sample.width, o.sample.height) for o in first]
     return {
         "dataset": dataset,
         "split": split,
@@ -106,8 +107,8 @@ def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list
         "model": model,
         "top1_accuracy": float(np.mean([o.top1_ok for o in first])),
         "command": command,
-        "methods": {name: method_entry(name, outs, params[name]) for name, outs in outcomes.items()},
-        "baselines": baseline_entries(first),
+        "methods": {name: method_entry(name, outs, params[name], kinds) for name, outs in outcomes.items()},
+        "baselines": baseline_entries(first, kinds),
         "calibration": calibration,
     }
 
