@@ -106,9 +106,20 @@ def test_eval_writes_results_plots_and_sheets(model, voc_folder, tmp_path, capsy
     assert len(rows) == 8
     fol_ious = [float(r["iou"]) for r in rows if r["method"] == "fol"]
     assert np.mean(fol_ious) == pytest.approx(results["methods"]["fol"]["mean_iou"], abs=1e-3)
+    # paired comparisons: each method against the later entries, baselines never against each other
+    pairs = {(c["a"], c["b"]): c for c in results["comparisons"]}
+    assert set(pairs) == {("fol", "gradcam"), ("fol", "whole_image"), ("fol", "centre_80"),
+                          ("gradcam", "whole_image"), ("gradcam", "centre_80")}
+    fol_hits, whole_hits = np.array(fol_ious) >= 0.5, np.array(areas) >= 0.5  # per_image.csv keeps the order
+    c = pairs["fol", "whole_image"]
+    assert (c["only_a"], c["only_b"]) == ((fol_hits & ~whole_hits).sum(), (~fol_hits & whole_hits).sum())
+    assert c["difference"] == pytest.approx(fol_hits.mean() - whole_hits.mean())
+    lo, hi = results["methods"]["fol"]["gt_known_interval"]
+    assert lo <= results["methods"]["fol"]["gt_known_loc"] <= hi
 
     report = (out / "results.md").read_text()
     assert "| gradcam |" in report and "| several objects (0) |" in report
+    assert "| fol | *whole image* (baseline) |" in report
     for name in ("iou_histogram", "center_correctness", "comparison", "sheet_fol", "sheet_gradcam"):
         with Image.open(out / f"{name}.png") as png:
             assert png.width >= 600 and png.height >= 300

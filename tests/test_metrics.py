@@ -16,10 +16,12 @@ from fol_core.evaluation.metrics import (
     centre_inside,
     fixed_box_accuracy,
     heatmap_boxes,
+    hit_interval,
     iou_curve,
     iou_matrix,
     maxboxacc,
     maxboxacc_v2,
+    paired_test,
     photo_kinds,
     summarize,
 )
@@ -202,3 +204,31 @@ def test_dev_set_xml_agrees_with_its_float_boxes(dev_set):
         assert s.classes == (int(row["class_index"]),)
         exact = np.array([float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")])
         assert np.abs(s.boxes - exact).max(1).min() <= 0.5 + 1e-6
+
+
+def test_hit_interval_is_wilsons():
+    # Wilson's score interval by hand: centre (p + z^2/2n) / (1 + z^2/n), half-width
+    # z / (1 + z^2/n) * sqrt(p (1 - p) / n + z^2 / 4n^2), z = 1.959964 for 95%
+    z = 1.959964
+    for hits, n in ((7, 10), (175, 250), (0, 20), (20, 20)):
+        p = hits / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        assert hit_interval(hits, n) == pytest.approx((centre - half, centre + half), abs=1e-6)
+    lo, hi = hit_interval(175, 250)
+    assert 0.63 < lo < 0.7 < hi < 0.76  # 70% on 250 photos: about +-6 points
+    assert hit_interval(0, 0) is None
+    assert summarize([0.6, 0.4], [True, True], [None, None], [np.zeros((0, 4))] * 2)["gt_known_interval"] == \
+        pytest.approx(hit_interval(1, 2))
+
+
+def test_paired_test_counts_only_the_disagreements():
+    a = [True, True, True, True, True, False, True]
+    b = [False, False, False, False, False, False, True]
+    t = paired_test(a, b)
+    assert (t["only_a"], t["only_b"]) == (5, 0)
+    assert t["p"] == pytest.approx(2 * 0.5**5)  # two-sided: 5 of 5 disagreements one way
+    assert paired_test(b, a) == {"only_a": 0, "only_b": 5, "p": pytest.approx(2 * 0.5**5)}
+    assert paired_test(a, a)["p"] == 1.0
+    # 3 against 1 is no evidence: p = 2 x P(X <= 1), X ~ Binomial(4, 1/2) = 2 x 5/16
+    assert paired_test([1, 1, 1, 0], [0, 0, 0, 1])["p"] == pytest.approx(10 / 16)

@@ -61,7 +61,7 @@ def _command(args: argparse.Namespace, methods: list[str], split: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from .evaluate import calibrate, evaluate
     from .plots import write_plots
-    from .report import build_results, kinds_table, markdown_table, write_reports
+    from .report import build_results, comparisons_table, kinds_table, markdown_table, write_reports
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     split = args.split or ("test" if args.calibrate == "" else "all")
@@ -125,5 +125,6 @@ def run(args: argparse.Namespace) -> int:
     write_plots(results, outcomes, out, args.sheet, model.class_names)
     print(markdown_table(results), end="")
     print("\nGT-known Loc by kind of photo:\n" + kinds_table(results), end="")
+    print("\nPaired comparisons (p: exact McNemar):\n" + comparisons_table(results), end="")
     print(f"{results['n_images']} images in {time.perf_counter() - start:.0f} s; results in {out}")
     return 0

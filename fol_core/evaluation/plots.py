@@ -88,7 +88,7 @@ METRICS = (("GT-known Loc", "gt_known_loc"), ("Top-1 Loc", "top1_loc"), ("mean I
 
 
 def comparison(results: dict, path: Path) -> None:
-    """Grouped bars: each metric (in %) for every method and baseline."""
+    """Grouped bars: each metric (in %) for every method and baseline; GT-known Loc with its 95% interval."""
     entries = _entries(results)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax = fig.subplots()
@@ -96,10 +96,17 @@ def comparison(results: dict, path: Path) -> None:
     x = np.arange(len(METRICS))
     for i, (name, r, baseline) in enumerate(entries):
         values = [100 * (r["center_correct"][key] if key[0].isdigit() else r.get(key) or np.nan) for _, key in METRICS]
-        bars = ax.bar(x + (i - (len(entries) - 1) / 2) * width, values, width, color=_colour(name),
-                      alpha=0.55 if baseline else 0.95, hatch="//" if baseline else None, edgecolor="white",
-                      label=_label(name, baseline))
-        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.0f}" for v in values], fontsize=8, padding=1)
+        at = x + (i - (len(entries) - 1) / 2) * width
+        bars = ax.bar(at, values, width, color=_colour(name), alpha=0.55 if baseline else 0.95,
+                      hatch="//" if baseline else None, edgecolor="white", label=_label(name, baseline))
+        labels = ["" if np.isnan(v) else f"{v:.0f}" for v in values]
+        ci = r.get("gt_known_interval")  # GT-known Loc (the first group) with its 95% interval, labelled above it
+        if ci is not None:
+            ax.errorbar(at[0], values[0], yerr=[[values[0] - 100 * ci[0]], [100 * ci[1] - values[0]]],
+                        color="#333333", capsize=2, lw=1)
+            ax.text(at[0], 100 * ci[1] + 1, labels[0], ha="center", va="bottom", fontsize=8)
+            labels[0] = ""
+        ax.bar_label(bars, labels=labels, fontsize=8, padding=1)
     ax.set_xticks(x, [m for m, _ in METRICS])
     ax.set_ylabel("% of images (mean IoU x 100)")
     ax.set_ylim(0, 105)

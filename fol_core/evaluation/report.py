@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .metrics import (
     fixed_box_accuracy,
     iou_matrix,
     maxboxacc,
+    paired_test,
     photo_kinds,
     summarize,
 )
@@ -77,28 +79,40 @@ def _recall(found: list[int], truths: list[np.ndarray]) -> float:
     return sum(found) / total if total else 0.0
 
 
-def baseline_entries(outcomes: list[Outcome], kinds: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """The constant boxes, scored on the same samples; Top-1 Loc uses the same classifier's top-1."""
+def baseline_entries(outcomes: list[Outcome], kinds: list[tuple[str, str]], ious: dict[str, list[float]]
+                     ) -> dict[str, dict[str, Any]]:
+    """The constant boxes (`ious`: each one's `baseline_ious`), scored on the same samples; Top-1 Loc uses the
+    same classifier's top-1."""
     out = {}
     truths = [o.sample.boxes for o in outcomes]
     for name, fraction in BASELINES.items():
-        ious = baseline_ious(outcomes, fraction)
         boxes = [baseline_box(o.sample.width, o.sample.height, fraction) for o in outcomes]
-        entry = summarize(ious, [o.top1_ok for o in outcomes], boxes, truths)
-        entry["maxboxacc_v2"] = fixed_box_accuracy(ious)
+        entry = summarize(ious[name], [o.top1_ok for o in outcomes], boxes, truths)
+        entry["maxboxacc_v2"] = fixed_box_accuracy(ious[name])
         entry["top_box_loc"] = entry["gt_known_loc"]  # one box: it is the top box
         found = [int((iou_matrix([b], t).max(0) >= IOU_CORRECT).sum()) for b, t in zip(boxes, truths)]
         entry["recall"] = _recall(found, truths)
-        entry["by_kind"] = by_kind(kinds, ious)
-        entry["iou_histogram"] = _histogram(ious)
+        entry["by_kind"] = by_kind(kinds, ious[name])
+        entry["iou_histogram"] = _histogram(ious[name])
         out[name] = entry
     return out
+
+
+def comparisons(ious: dict[str, list[float]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Each method against each later entry (the other methods, then the baselines) on the same samples: the
+    difference in GT-known Loc and the exact McNemar test of it (`paired_test`)."""
+    hits = {name: np.asarray(v) >= IOU_CORRECT for name, v in ious.items()}
+    names = list(hits)
+    return [{"a": a, "b": b, "difference": float(hits[a].mean() - hits[b].mean()), **paired_test(hits[a], hits[b])}
+            for i, a in enumerate(names) if a in methods for b in names[i + 1:]]
 
 
 def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list[Outcome]],
                   params: dict[str, dict[str, Any]], calibration: dict[str, Any] | None, command: str) -> dict:
     first = next(iter(outcomes.values()))  # every method ran on the same samples, in the same order
     kinds = [photo_kinds(o.sample.boxes, o.sample.width, o.sample.height) for o in first]
+    base = {name: baseline_ious(first, fraction) for name, fraction in BASELINES.items()}
+    ious = {name: [o.iou for o in outs] for name, outs in outcomes.items()} | base
     return {
         "dataset": dataset,
         "split": split,
@@ -108,7 +122,8 @@ def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list
         "top1_accuracy": float(np.mean([o.top1_ok for o in first])),
         "command": command,
         "methods": {name: method_entry(name, outs, params[name], kinds) for name, outs in outcomes.items()},
-        "baselines": baseline_entries(first, kinds),
+        "baselines": baseline_entries(first, kinds, base),
+        "comparisons": comparisons(ious, list(outcomes)),
         "calibration": calibration,
     }
 
@@ -123,14 +138,15 @@ def _row_label(kind: str, name: str) -> str:
 
 def markdown_table(results: dict) -> str:
     """Methods then baselines: the localization scores in %, mean IoU, seconds per image."""
-    head = ("| | GT-known Loc | top box Loc | Top-1 Loc | mean IoU | recall | MaxBoxAccV2 | centre m=0 | centre m=0.25 "
-            "| s / image |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    head = ("| | GT-known Loc | its 95% interval | top box Loc | Top-1 Loc | mean IoU | recall | MaxBoxAccV2 | centre m=0 "
+            "| centre m=0.25 | s / image |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     rows = []
     for kind in ("methods", "baselines"):
         for name, r in results[kind].items():
-            s = r["s_per_image"]
+            s, ci = r["s_per_image"], r["gt_known_interval"]
             rows.append(
-                f"| {_row_label(kind, name)} | {_pct(r['gt_known_loc'])} | {_pct(r['top_box_loc'])} | {_pct(r['top1_loc'])} "
+                f"| {_row_label(kind, name)} | {_pct(r['gt_known_loc'])} | {'—' if ci is None else f'{_pct(ci[0])}-{_pct(ci[1])}'} "
+                f"| {_pct(r['top_box_loc'])} | {_pct(r['top1_loc'])} "
                 f"| {r['mean_iou']:.3f} | {_pct(r['recall'])} | {_pct(r.get('maxboxacc_v2'))} | {_pct(r['center_correct']['0.0'])} "
                 f"| {_pct(r['center_correct']['0.25'])} | {'—' if s is None else f'{s:.3f}'} |"
             )
@@ -144,6 +160,17 @@ def kinds_table(results: dict) -> str:
             + " ---: |" * len(KINDS) + "\n")
     rows = [f"| {_row_label(kind, name)} | " + " | ".join(_pct(r["by_kind"][k]["gt_known_loc"]) for k in KINDS) + " |"
             for kind in ("methods", "baselines") for name, r in results[kind].items()]
+    return head + "\n".join(rows) + "\n"
+
+
+def comparisons_table(results: dict) -> str:
+    """The paired comparisons: by how much one entry leads the other, on how many samples only one of them
+    hits, and how likely such a split would be if neither were better (exact McNemar)."""
+    label = {name: _row_label(kind, name) for kind in ("methods", "baselines") for name in results[kind]}
+    head = ("| first | second | difference (points) | only the first hits | only the second hits | p |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: |\n")
+    rows = [f"| {label[c['a']]} | {label[c['b']]} | {100 * c['difference']:+.1f} | {c['only_a']} | {c['only_b']} "
+            f"| {c['p']:.2g} |" for c in results["comparisons"]]
     return head + "\n".join(rows) + "\n"
 
 
@@ -161,6 +188,9 @@ def calibration_table(calibration: dict[str, Any]) -> str:
 DEFINITIONS = """\
 - **GT-known Loc**: the true class is explained; right when a box has IoU >= 0.5 with a true box of it
   (a method giving several boxes is scored by its best one).
+- **95% interval**: Wilson's interval of GT-known Loc, where the score on other photos like these may
+  lie; two methods are compared on the same photos by the paired comparisons instead (samples are taken as
+  independent, though a mosaic's two classes share one image).
 - **top box Loc**: only the method's first box counts (what a reviewer sees first); class-agnostic
   runs (`--agnostic`) explain the classifier's top-1 class and match any true box, whatever its name.
 - **Top-1 Loc**: GT-known Loc and the classifier's top-1 class is the true one.
@@ -195,6 +225,8 @@ def markdown(results: dict) -> str:
         "the explanation and the boxes.\n\n" + markdown_table(results) + "\n"
         f"GT-known Loc by kind of photo (samples of each in brackets; small: the largest true box covers under "
         f"{SMALL_OBJECT:.0%} of the photo):\n\n" + kinds_table(results) + "\n"
+        "Paired comparisons on the same samples (p: exact McNemar test; under 0.05, a lead unlikely to be "
+        "chance):\n\n" + comparisons_table(results) + "\n"
     )
     if results.get("calibration"):
         cal = results["calibration"]
