@@ -24,7 +24,7 @@ CAM_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(100))
 MAXBOX_DELTAS = (0.3, 0.5, 0.7)
 """MaxBoxAccV2 averages the best-threshold box accuracy over these IoU criteria."""
 CONFIDENCE = 0.95
-"""Level of the intervals around each GT-known Loc (Wilson's) and of the paired tests' reading."""
+"""Level of the interval (Wilson's) around each GT-known Loc."""
 SMALL_OBJECT = 0.2
 """A photo of small objects: its largest true box covers less than this share of it. Every method misses
 these far more often (the dev set's calib half: 24% hit against 88% for the rest), so their share in a split
