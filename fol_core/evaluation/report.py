@@ -54,10 +54,10 @@ def baseline_ious(outcomes: list[Outcome], fraction: float) -> list[float]:
     return [best_match([baseline_box(o.sample.width, o.sample.height, fraction)], o.sample.boxes)[0] for o in outcomes]
 
 
-def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any], kinds: list[tuple[str, str]]
-                 ) -> dict[str, Any]:
+def method_entry(name: str, outcomes: list[Outcome], params: dict[str, Any], kinds: list[tuple[str, str]],
+                 ious: list[float]) -> dict[str, Any]:
+    """A method's scores (`ious`: each outcome's IoU, as the paired comparisons read them)."""
     truths = [o.sample.boxes for o in outcomes]
-    ious = [o.iou for o in outcomes]
     entry = summarize(ious, [o.top1_ok for o in outcomes], [o.best_box for o in outcomes], truths,
                       [o.seconds for o in outcomes])
     if get_method(name).heatmap:
@@ -121,7 +121,7 @@ def build_results(dataset: str, model: str, split: str, outcomes: dict[str, list
         "model": model,
         "top1_accuracy": float(np.mean([o.top1_ok for o in first])),
         "command": command,
-        "methods": {name: method_entry(name, outs, params[name], kinds) for name, outs in outcomes.items()},
+        "methods": {name: method_entry(name, outs, params[name], kinds, ious[name]) for name, outs in outcomes.items()},
         "baselines": baseline_entries(first, kinds, base),
         "comparisons": comparisons(ious, list(outcomes)),
         "calibration": calibration,
