@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .cli import add_model_arguments
 from .engine import localize
-from .images import IMAGE_SUFFIXES, load_image
+from .images import image_files, load_image
 from .methods import DEFAULT_METHOD, METHODS
 from .models import Classifier, load_model
 
@@ -40,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def photos(folder: str | None, limit: int) -> list[Path]:
     root = Path(folder) if folder else (DEV_SET if DEV_SET.is_dir() else EXAMPLES)
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return files[:limit]
+    return image_files(root)[:limit]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from .cli import add_method_arguments, add_model_arguments, method_params
 from .draw import explain_figure, overlay
 from .engine import ImageNetRequest, explain_photo
 from .errors import UserError, about, one_line
-from .images import load_image
+from .images import image_files, load_image
 from .methods import create_method
 from .models import load_model
 from .paths import flat_name
@@ -22,7 +22,7 @@ HELP = "localize objects in photos: an overlay PNG and a JSON of boxes per photo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="+", help="image files or folders (every image under a folder)")
     add_model_arguments(parser)
     add_method_arguments(parser)
     parser.add_argument("--classes", nargs="+", default=None, help="classes to find (names, synonyms or indices)")
@@ -43,6 +43,23 @@ def _unique_stem(path: Path, taken: set[str]) -> str:
     return stem
 
 
+def photo_paths(names: list[str], out: Path) -> tuple[list[Path], list[str]]:
+    """The photos to localize: each file named, and the image files under each folder named except those in
+    `out` (a second run over the same folder must not localize the first run's overlays); one line for each
+    folder that holds none."""
+    paths, empty = [], []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        found = [f for f in image_files(path) if not f.resolve().is_relative_to(out.resolve())]
+        paths += found
+        if not found:
+            empty.append(f"{name}: a folder with no image files")
+    return paths, empty
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model, args.weights)
@@ -56,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {about(args.out, exc)}", file=sys.stderr)
         return 2
-    failed, taken = 0, set()
-    for name in tqdm(args.images, desc="localize", unit="img", disable=len(args.images) < 2):
-        path = Path(name)
+    paths, empty = photo_paths(args.images, out)
+    for line in empty:
+        print(f"skipped {line}", file=sys.stderr)
+    failed, taken = len(empty), set()
+    for path in tqdm(paths, desc="localize", unit="img", disable=len(paths) < 2):
+        name = str(path)
         try:
             photo = load_image(path)
             result = explain_photo(photo, method, request)
@@ -74,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         labels = ", ".join(f"{b.label} ({b.score:.2f})" for b in result.boxes) or "no box"
         tqdm.write(f"{name}: {labels} in {result.seconds:.2f}s")
-    done = len(args.images) - failed
+    done = len(paths) + len(empty) - failed
     print(f"wrote {done} overlay PNG and JSON file(s){' and explanations' if args.explain and done else ''} in {out}")
     if failed:
-        print(f"{failed} of {len(args.images)} images failed", file=sys.stderr)
+        print(f"{failed} of {len(paths) + len(empty)} inputs failed", file=sys.stderr)
     return 1 if failed else 0

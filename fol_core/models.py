@@ -27,6 +27,7 @@ from .errors import UserError, one_line
 from .foreground import ForegroundHead, head_path
 from .guided import make_switchable
 from .imagenet import class_names, resolve_class
+from .images import as_rgb
 
 
 class ModelUnavailableError(UserError):
@@ -203,7 +204,7 @@ class Classifier:
         w, h = image.size
         long = max(stride, round(min(max(w, h) * short / min(w, h), MAX_ASPECT * short) / stride) * stride)
         size = (short, long) if w <= h else (long, short)
-        resized = image.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        resized = as_rgb(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
         arr = np.asarray(resized, dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -291,7 +292,7 @@ def _norm_act_types() -> tuple[type, ...]:
 
 def stretch(image: Image.Image, size: int) -> torch.Tensor:
     """`Classifier.to_pixels` without a model (for decoding workers): (1, 3, size, size) in [0, 1]."""
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    resized = as_rgb(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     arr = np.asarray(resized, dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 

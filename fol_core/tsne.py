@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .draw import fit_text, font
 from .errors import UserError, about, one_line
 from .imagenet import classes
-from .images import IMAGE_SUFFIXES, ImageError, load_image
+from .images import IMAGE_SUFFIXES, ImageError, image_files, load_image
 from .labelmap import LabelMap, load_label_map
 from .methods.base import class_probs
 from .models import Classifier
@@ -116,14 +116,11 @@ class DatasetMap:
 
 
 def find_images(root: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files under `root` (recursive, sorted, so a run is repeatable); the first `limit` of them.
-
-    Only names with an image ending (images.IMAGE_SUFFIXES) are read: a dataset's XML, CSV
-    or README files are not images, and are not reported as unreadable."""
+    """The image files under `root` (images.image_files); the first `limit` of them."""
     root = Path(root)
     if not root.is_dir():
         raise MapError(f"{root}: no such folder")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = image_files(root)
     if not paths:
         raise MapError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     return paths[:limit] if limit else paths

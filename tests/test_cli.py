@@ -52,3 +52,21 @@ def test_unknown_class_and_missing_weights_are_one_line_errors(examples_dir, tmp
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "vgg16 weights not found offline" in proc.stderr
+
+
+def test_localize_takes_a_folder_and_leaves_its_own_output_alone(examples_dir, tmp_path, capsys, model):
+    """Every image under a folder (not its README); run twice with the output inside it, the second run
+    localizes the same two photos, not the first run's overlays; an empty folder is one line."""
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    Image.open(examples_dir / "chelsea.png").save(photos / "chelsea.png")
+    Image.open(examples_dir / "coffee.png").save(photos / "more" / "coffee.jpg")
+    (photos / "README.md").write_text("not a photo")
+    (tmp_path / "empty").mkdir()
+    for _ in range(2):
+        assert main(["localize", str(photos), "--method", "gradcam", "--out", str(photos / "out")]) == 0
+        assert sorted(p.name for p in (photos / "out").iterdir()) == [
+            "chelsea.json", "chelsea.overlay.png", "coffee.json", "coffee.overlay.png"]
+    capsys.readouterr()
+    assert main(["localize", str(tmp_path / "empty"), "--out", str(tmp_path / "out2")]) == 1
+    assert "empty: a folder with no image files" in capsys.readouterr().err

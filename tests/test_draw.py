@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fol_core.draw import class_colour, draw_boxes, label_origin, label_size, tile_size
+from fol_core.draw import class_colour, colorize, draw_boxes, heatmap_overlay, label_origin, label_size, tile_size
 from fol_core.result import Box
 
 
@@ -74,7 +74,9 @@ def test_two_boxes_from_the_same_corner_keep_both_labels_readable():
     """Two boxes starting at one corner used to draw one label over the other."""
     taken = [(50.0, 80.0, 130.0, 100.0)]
     assert label_origin(_box(50, 100, 250, 200), 80, 20, 400, 300, taken) == (50, 100)  # one label lower
-    assert label_origin(_box(50, 100, 250, 115), 80, 20, 400, 300, taken) == (50, 80)  # no room: kept
+    assert label_origin(_box(50, 100, 250, 115), 80, 20, 400, 300, taken) == (50, 115)  # no room: under it
+    assert label_origin(_box(50, 100, 250, 115), 80, 20, 400, 120, taken) == (130, 80)  # at the bottom: aside
+    assert label_origin(_box(50, 100, 250, 115), 80, 20, 150, 120, taken) == (50, 80)  # nowhere free: kept
     photo = Image.new("RGB", (640, 480), (255, 255, 255))
     big = _box(64, 96, 576, 448)
     small = Box(64, 96, 320, 300, "cup", 968, 0.9, "fol")
@@ -84,3 +86,30 @@ def test_two_boxes_from_the_same_corner_keep_both_labels_readable():
     band = {tuple(c) for c in drawn[96 - h:96, 70:90].reshape(-1, 3)} & colours
     below = {tuple(c) for c in drawn[96 + 2:96 + h - 2, 70:90].reshape(-1, 3)} & colours
     assert band == {class_colour(968)} and below == {class_colour(281)}  # the best box's label keeps its place
+
+
+def test_small_boxes_side_by_side_keep_labels_wider_than_themselves_apart():
+    """A row of small boxes (a herd far away) whose labels are wider than the boxes: every label is drawn
+    whole, none over another."""
+    boxes = [Box(100 + 60 * i, 300, 150 + 60 * i, 340, "bighorn", 349, 0.9 - 0.1 * i, "mscam") for i in range(4)]
+    h = label_size(800)
+    placed: list[tuple[float, float, float, float]] = []
+    for b in boxes:
+        x, y = label_origin(b, 4 * h, h, 800, 600, placed)
+        placed.append((x, y, x + 4 * h, y + h))
+    assert not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                   for i, a in enumerate(placed) for b in placed[i + 1:])
+    assert all(0 <= x0 and x1 <= 800 and 0 <= y0 and y1 <= 600 for x0, y0, x1, y1 in placed)
+
+
+def test_the_heatmap_is_blended_over_the_photo_at_the_photo_size():
+    """A 4 x 2 map over a 40 x 20 photo: alpha 0 is the photo, 1 the colour map, 0.4 their rounded mix."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8))
+    heat = np.zeros((2, 4), np.float32)  # constant: resizing cannot move it
+    colour = colorize(np.zeros((20, 40), np.float32)).astype(float)
+    assert np.array_equal(np.asarray(heatmap_overlay(photo, heat, alpha=0.0)), np.asarray(photo))
+    assert np.array_equal(np.asarray(heatmap_overlay(photo, heat, alpha=1.0)), colour)
+    mixed = np.asarray(heatmap_overlay(photo, heat, alpha=0.4)).astype(float)
+    assert mixed.shape == (20, 40, 3)
+    assert np.abs(mixed - (0.6 * np.asarray(photo) + 0.4 * colour)).max() <= 1
