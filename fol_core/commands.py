@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             result = explain_photo(photo, method, request)
             result.image = str(path)
             stem = _unique_stem(path, taken)
-            overlay(photo, result).save(out / f"{stem}.overlay.png")
+            overlay(photo, result).save(out / f"{stem}.overlay.png", compress_level=1)  # 12 MP: 0.5 s, not 2
             if args.explain:
                 explain_figure(photo, result).save(out / f"{stem}.explain.png")
             (out / f"{stem}.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
