@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .cli import add_model_arguments
 from .engine import localize
+from .errors import UserError
 from .images import image_files, load_image
 from .methods import DEFAULT_METHOD, METHODS
 from .models import Classifier, load_model
@@ -39,13 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def photos(folder: str | None, limit: int) -> list[Path]:
+    """The first `limit` photos of the folder (default: the dev set, else the examples); UserError if none."""
     root = Path(folder) if folder else (DEV_SET if DEV_SET.is_dir() else EXAMPLES)
-    return image_files(root)[:limit]
+    files = image_files(root)[:limit]
+    if not files:
+        raise UserError(f"{root}: {'no image files' if root.is_dir() else 'no such folder'}")
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.weights)
     files = photos(args.images, args.limit)
+    model = load_model(args.model, args.weights)
     images = [load_image(f) for f in files]
     plan = runs(model)
     localize(images[0], model, DEFAULT_METHOD)  # warm-up: first-call allocations are not the method's cost

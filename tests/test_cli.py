@@ -70,3 +70,12 @@ def test_localize_takes_a_folder_and_leaves_its_own_output_alone(examples_dir, t
     capsys.readouterr()
     assert main(["localize", str(tmp_path / "empty"), "--out", str(tmp_path / "out2")]) == 1
     assert "empty: a folder with no image files" in capsys.readouterr().err
+
+
+def test_bench_says_in_one_line_when_there_is_nothing_to_time(tmp_path, capsys):
+    """It used to stop on an IndexError after loading the model."""
+    assert main(["bench", "--images", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: no such folder\n"
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert main(["bench", "--images", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: no image files\n"
