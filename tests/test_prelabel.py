@@ -83,6 +83,22 @@ def test_zip_upload_resumes_from_a_new_temporary_path(tmp_path, examples_dir, mo
     assert project.label_map.names == ["cat"]  # an empty map keeps the project's own
 
 
+def test_a_source_without_images_is_one_line_and_leaves_no_project(tmp_path, capsys):
+    """A folder without photos used to make an empty project and report "0 images" as done (a zip of documents
+    was refused on extraction already): both are one line now, and leave no project behind."""
+    from fol_core.cli import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("not a photo")
+    with zipfile.ZipFile(tmp_path / "docs.zip", "w") as z:
+        z.writestr("notes.txt", "not a photo")
+    for source in ("docs", "docs.zip"):
+        assert main(["prelabel", str(tmp_path / source), "--out", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err
+        assert "no image" in err and err.count("\n") == 1
+        assert not (tmp_path / "p").exists()
+
+
 def test_a_saved_dataset_is_pre_labeled_and_exported_from_its_bytes(tmp_path, examples_dir, model):
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "cup"])})
     datasets.Dataset.from_dict(

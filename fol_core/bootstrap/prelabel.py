@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..cli import add_method_arguments, add_model_arguments, method_params
 from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo, explain_pixels
 from ..errors import UserError, about, line, one_line
+from ..images import IMAGE_SUFFIXES
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model
@@ -252,7 +253,11 @@ def open_run(
     try:
         src = open_source(spec, project.folder)
         project.use_source(src)
-        return project, project.add_items(src.items())
+        added = project.add_items(src.items())
+        if new and not added:  # a wrong folder or an empty zip: say so, leave no empty project behind
+            raise SourceError(f"{spec.get('root') or spec.get('path') or source}: no images to pre-label "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return project, added
     except BaseException as exc:
         if new:  # undo what this call made, and only that
             project.close()
