@@ -52,6 +52,16 @@ def test_negatives_and_several_labels_from_a_csv(labelled):
     assert all(e.labels == {"animal", "raccoon"} for e in data.train + data.val if e.labels)
 
 
+def test_an_unreadable_photo_is_named_once_and_left_out(labelled):
+    from fol_core.training.trainer import _preload
+
+    (labelled / "raccoon" / "broken.jpg").write_bytes(b"not a jpeg")
+    data = load_training_set(str(labelled))
+    kept, problems = _preload(data, data.train + data.val, 32)
+    assert problems == ["skipped raccoon/broken.jpg: not an image file Pillow can read"]
+    assert len(kept) == 8 and all(t.shape == (3, 32, 32) for _, t in kept)
+
+
 def test_a_folder_without_a_card_is_not_a_model(tmp_path):
     from fol_core.models import load_model
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..bootstrap.prelabel import LabelRequest, Progress, propose
 from ..bootstrap.project import Project, Review, Stage, open_project
-from ..errors import UserError, one_line
+from ..errors import UserError, about
 from ..evaluation.metrics import iou_matrix
 from ..labelmap import LabelMap
 from ..methods import create_method, get_method
@@ -171,7 +171,7 @@ def improve(project: Project, model: Classifier | None = None, method: str | Non
             photo = source.open(rec.key)
             prop = propose(photo, m, LabelRequest(label_map, rec.image_label, settings.get("topn", 1)))
         except (UserError, OSError) as exc:
-            log(f"skipped {rec.key}: {one_line(exc)}")
+            log(f"skipped {about(rec.key, exc)}")
             continue
         if learned.refinement is not None:
             prop.boxes = [learned.refinement.apply(b, photo.width, photo.height) for b in prop.boxes]

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.transforms import v2
 
-from ..errors import UserError, one_line
+from ..errors import UserError, about, one_line
 from ..models import CARD, WEIGHTS, Classifier, load_model, with_tuned_layers
 from .data import TrainingError, TrainingSet, load_training_set
 
@@ -102,7 +102,7 @@ def _preload(data: TrainingSet, examples: list, size: int) -> tuple[list, list[s
         try:
             photo = data.source.open(e.key)
         except (UserError, OSError) as exc:
-            problems.append(f"skipped {e.key}: {one_line(exc)}")
+            problems.append(f"skipped {about(e.key, exc)}")
             continue
         arr = np.asarray(photo.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
         kept.append((e, torch.from_numpy(arr.copy()).permute(2, 0, 1)))
