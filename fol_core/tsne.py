@@ -329,8 +329,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli import add_model_arguments
 
     parser.add_argument("folder", help="folder of images (read recursively)")
-    parser.add_argument("--out", default="exports/tsne/map.png", help="the map PNG; the CSV goes beside it "
-                        "with the same name (default: %(default)s)")
+    parser.add_argument("--out", default="exports/tsne/map.png", help="the map PNG, or a folder to write map.png "
+                        "in; the CSV goes beside it with the same name (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="user label map (YAML/JSON: {label: [ImageNet classes]})")
     parser.add_argument("--limit", type=int, default=None, help="map only the first N images (sorted by path)")
     add_model_arguments(parser)
@@ -348,7 +348,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iter < 250:
         print("error: --max-iter must be at least 250 (scikit-learn's minimum)", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    out = out if out.suffix.lower() == ".png" else out / "map.png"  # a folder, as other commands' --out
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # before the work: a folder that cannot be made stops it
         label_map = load_label_map(args.labels) if args.labels else None
         paths = find_images(args.folder, args.limit)
         model = load_model(args.model, args.weights)
@@ -356,12 +359,17 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: {about(str(out.parent), exc)}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     picture = render_map(dmap, args.size, args.thumb)
-    picture.save(out)
-    write_csv(dmap, out.with_suffix(".csv"))
+    try:
+        picture.save(out)
+        write_csv(dmap, out.with_suffix(".csv"))
+    except OSError as exc:
+        print(f"error: {about(str(out), exc)}", file=sys.stderr)
+        return 2
     dmap.seconds["render"] = time.perf_counter() - t0
     times = ", ".join(f"{k} {v:.1f}s" for k, v in dmap.seconds.items())
     print(f"mapped {len(dmap)} images ({times}): {out} ({picture.width} x {picture.height}), "

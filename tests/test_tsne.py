@@ -149,6 +149,18 @@ def test_one_image_is_not_enough(examples_dir, tmp_path, capsys):
     assert not (tmp_path / "map.png").exists()
 
 
+@pytest.mark.slow  # loads the model
+def test_out_may_be_a_folder_as_for_the_other_commands(examples_dir, tmp_path, capsys):
+    """`--out exports/mine` used to run the whole map, then stop on Pillow's "unknown file extension"."""
+    folder = _variants(examples_dir, tmp_path / "photos", 4)
+    assert main(["tsne", str(folder), "--out", str(tmp_path / "mine"), *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["map.csv", "map.png"]
+    (tmp_path / "file").write_text("a file where the folder would go")
+    capsys.readouterr()
+    assert main(["tsne", str(folder), "--out", str(tmp_path / "file" / "map.png"), *FAST]) == 2
+    assert _messages(capsys.readouterr().err)[0].startswith(f"error: {tmp_path / 'file'}")
+
+
 @pytest.mark.slow  # loads the model or starts a subprocess
 def test_unreadable_files_are_reported_and_skipped(examples_dir, tmp_path, capsys):
     folder = tmp_path / "mixed"
