@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -50,6 +51,24 @@ def _lookup() -> dict[str, int]:
     return table
 
 
+def rank(query: str) -> list[ImageNetClass]:
+    """The classes matching `query`, best first: a name (or the index) that is the query, then the query as a
+    whole word of a name ("cup" in "measuring cup", "cat" in "tiger cat"), then as a word's start, then anywhere
+    ("porcupine", "bullfrog, Rana catesbeiana"); ties in ImageNet's order. All classes for an empty query."""
+    q = " ".join(query.lower().split())
+    if not q:
+        return list(classes())
+    whole, start = re.compile(rf"\b{re.escape(q)}\b"), re.compile(rf"\b{re.escape(q)}")
+    ranked = []
+    for c in classes():
+        names = [n.lower() for n in c.names] + [str(c.index)]
+        tier = (0 if q in names else 1 if any(whole.search(n) for n in names)
+                else 2 if any(start.search(n) for n in names) else 3 if any(q in n for n in names) else None)
+        if tier is not None:
+            ranked.append((tier, c.index, c))
+    return [c for *_, c in sorted(ranked, key=lambda r: r[:2])]
+
+
 class UnknownClassError(UserError):
     """A class query that names no ImageNet class."""
 
@@ -69,6 +88,6 @@ def resolve_class(query: str | int) -> int:
     q = q.replace("_", " ")
     if q in table:
         return table[q]
-    close = [c.name for c in classes() if any(q in n.lower() for n in c.names)][:5]
+    close = [c.name for c in rank(q)[:5]]
     hint = f" (did you mean: {', '.join(close)}?)" if close else ""
     raise UnknownClassError(f"no ImageNet class is called {query!r}{hint}")

@@ -176,6 +176,10 @@ def test_mosaics_put_two_labelled_photos_side_by_side(voc_folder, tmp_path):
 
 def test_agnostic_samples_hold_every_box_and_outcomes_count_recall(voc_folder):
     root, _ = voc_folder
+    named = load_dataset(root, ["astronaut"])  # without --agnostic, the message says it exists
+    assert not named.samples and named.problems == [
+        ("skipped objects named 'person': not among ImageNet's classes (--labels maps it to some; --agnostic "
+         "scores the boxes whatever the class)")]
     (sample,) = load_dataset(root, ["astronaut"], agnostic=True).samples  # "person": no ImageNet class needed
     assert sample.classes == () and sample.label == "object"
     sample = replace(sample, boxes=np.array([[0, 0, 10, 10], [20, 20, 40, 40]], float))

@@ -9,7 +9,7 @@ from conftest import MAP, probabilities
 from PIL import Image
 
 from fol_core import hierarchy
-from fol_core.imagenet import resolve_class
+from fol_core.imagenet import UnknownClassError, rank, resolve_class
 from fol_core.labelmap import LabelMap, LabelMapError, load_label_map
 
 CATS = {resolve_class(n) for n in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")}
@@ -37,6 +37,16 @@ def test_label_entries_by_index_wnid_name_and_ancestor():
     assert lm.threshold == 0.2
     assert "cat: tabby, tiger cat, Persian cat, Siamese cat, ... (5 classes)" in lm.describe()
     assert LabelMap.from_spec({"labels": lm.spec}).labels == lm.labels  # the stored spec rebuilds the map
+
+
+def test_an_unknown_class_suggests_the_names_it_is_a_word_of():
+    """"cat" used to suggest the first classes holding the letters: bullfrog (Rana catesbeiana), cockatoo..."""
+    with pytest.raises(UnknownClassError) as info:
+        resolve_class("cat")
+    assert str(info.value) == ("no ImageNet class is called 'cat' "
+                               "(did you mean: tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat?)")
+    assert {c.index for c in rank("cat")[:5]} == CATS
+    assert [c.name for c in rank("porcupine")][:1] == ["porcupine"] and rank("xyzzy") == []
 
 
 def test_label_map_errors_are_one_line():

@@ -107,7 +107,8 @@ def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict
             if classes is None:
                 if label not in unknown:
                     unknown.add(label)
-                    where = "in the label map" if label_map is not None else "among ImageNet's classes (use --labels)"
+                    where = ("in the label map" if label_map is not None else "among ImageNet's classes "
+                             "(--labels maps it to some; --agnostic scores the boxes whatever the class)")
                     data.problems.append(f"skipped objects named {label!r}: not {where}")
                 continue
             data.samples.append(Sample(image_id, path, label, classes, as_boxes(boxes), item.width, item.height))

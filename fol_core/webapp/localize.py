@@ -6,7 +6,6 @@ photo is never sent to the browser, and the boxes are scaled back to the photo's
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, hex
 from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
-from ..imagenet import ImageNetClass, classes
+from ..imagenet import ImageNetClass, classes, rank
 from ..images import load_image
 from ..methods import METHODS, Param, get_method
 from ..models import get_spec, is_trained_model, load_model
@@ -90,23 +89,10 @@ def class_choices() -> list[tuple[str, int]]:
 
 
 def rank_classes(query: str) -> list[tuple[str, int]]:
-    """The classes matching `query` as class_choices' (shown text, index), best first: a name that is the query,
-    then the query as a whole word of a name ("cup" in "measuring cup"), then as a word's start, then anywhere
-    ("porcupine"); ties in ImageNet's order. All classes for an empty query.
+    """The classes matching `query` (imagenet.rank: best first) as class_choices' (shown text, index).
 
     The dropdown's own filter keeps its choices' order, in which "cup" finds porcupine first."""
-    q = " ".join(query.lower().split())
-    if not q:
-        return class_choices()
-    whole, start = re.compile(rf"\b{re.escape(q)}\b"), re.compile(rf"\b{re.escape(q)}")
-    ranked = []
-    for c in classes():
-        names = [n.lower() for n in c.names] + [str(c.index)]
-        tier = (0 if q in names else 1 if any(whole.search(n) for n in names)
-                else 2 if any(start.search(n) for n in names) else 3 if any(q in n for n in names) else None)
-        if tier is not None:
-            ranked.append((tier, c.index, _choice(c)))
-    return [choice for *_, choice in sorted(ranked)]
+    return [_choice(c) for c in rank(query)]
 
 
 @dataclass
