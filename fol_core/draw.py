@@ -218,12 +218,14 @@ def heatmap_figure(image: Image.Image, result: Localization, side: int = 640) ->
 
 
 def overlay(image: Image.Image, result: Localization) -> Image.Image:
-    """What the CLI saves: heatmap (Grad-CAM/CAM) or union of blobs (FOL) faintly behind the boxes."""
-    expl = result.explanations[0] if result.explanations else None
-    base = image
-    if expl is not None and expl.heatmap is not None:
-        base = heatmap_overlay(image, expl.heatmap, alpha=0.4)
-    elif expl is not None and expl.neuron_maps and expl.chosen:
-        saliency = _normalized(np.max([expl.neuron_maps[i] for i in expl.chosen], axis=0))
-        base = heatmap_overlay(image, saliency, alpha=0.45)
-    return draw_boxes(base, result.boxes)
+    """What the CLI saves: the heatmaps (Grad-CAM/CAM/mscam) or unions of blobs (FOL) of every class explained,
+    their pixelwise maximum faintly behind the boxes, so that each class's object is lit (all of one photo's
+    maps come from one forward pass, at one size)."""
+    heat = [e.heatmap for e in result.explanations if e.heatmap is not None]
+    blobs = [_normalized(np.max([e.neuron_maps[i] for i in e.chosen], axis=0))
+             for e in result.explanations if e.heatmap is None and e.neuron_maps and e.chosen]
+    if heat:
+        return draw_boxes(heatmap_overlay(image, np.max(heat, axis=0), alpha=0.4), result.boxes)
+    if blobs:
+        return draw_boxes(heatmap_overlay(image, np.max(blobs, axis=0), alpha=0.45), result.boxes)
+    return draw_boxes(image, result.boxes)

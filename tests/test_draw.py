@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fol_core.draw import class_colour, colorize, draw_boxes, heatmap_overlay, label_origin, label_size, tile_size
-from fol_core.result import Box
+from fol_core.draw import (
+    class_colour,
+    colorize,
+    draw_boxes,
+    heatmap_overlay,
+    label_origin,
+    label_size,
+    overlay,
+    tile_size,
+)
+from fol_core.result import Box, Explanation, Localization
 
 
 def _box(x0: float, y0: float, x1: float, y1: float) -> Box:
@@ -113,3 +122,18 @@ def test_the_heatmap_is_blended_over_the_photo_at_the_photo_size():
     mixed = np.asarray(heatmap_overlay(photo, heat, alpha=0.4)).astype(float)
     assert mixed.shape == (20, 40, 3)
     assert np.abs(mixed - (0.6 * np.asarray(photo) + 0.4 * colour)).max() <= 1
+
+
+@pytest.mark.parametrize("fol", [False, True])
+def test_the_overlay_lights_every_class_explained(fol):
+    """Two classes, one in each half of a grey photo: the saved overlay used to show the first class's map
+    only, the other half as dark as the background."""
+    photo = Image.new("RGB", (80, 40), (128, 128, 128))
+    left, right = np.zeros((20, 40), np.float32), np.zeros((20, 40), np.float32)
+    left[:, :20], right[:, 20:] = 1.0, 1.0
+    expls = [Explanation(281, "tabby", 0.5, neuron_maps=[m], chosen=[0]) if fol else
+             Explanation(281, "tabby", 0.5, heatmap=m) for m in (left, right)]
+    drawn = np.asarray(overlay(photo, Localization(80, 40, "m", "x", [], [], expls))).astype(int)
+    cold = np.asarray(heatmap_overlay(photo, np.zeros((20, 40), np.float32), alpha=0.4 if not fol else 0.45))
+    lit = np.abs(drawn - cold.astype(int)).sum(-1)
+    assert lit[:, 5:35].min() > 30 and lit[:, 45:75].min() > 30  # both halves, not only the first class's
