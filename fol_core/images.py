@@ -21,7 +21,8 @@ MAX_PIXELS = 100_000_000
 MIN_SIDE = 16
 """Smaller images hold too little to localize anything in."""
 
-_ORIENTATION = 0x0112  # the EXIF tag
+ORIENTATION = 0x0112
+"""The EXIF tag of how the stored pixels must be turned to stand upright."""
 
 
 def as_rgb(img: Image.Image) -> Image.Image:
@@ -34,6 +35,26 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     """The image files under `folder` (recursive, sorted, so that a run is repeatable). Only names with an image
     ending are listed: a dataset's XML, CSV or README is not an image, and is not reported as unreadable."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def upright_bytes(data: bytes) -> bytes | None:
+    """The photo file's bytes with its EXIF orientation applied to the pixels (the tag then dropped), or None when
+    there is nothing to turn (no tag, or one Pillow cannot write back). Boxes are in the upright photo's pixels,
+    as the reviewer saw it; an exported file that still stored its pixels sideways would put them in the wrong
+    place for every reader that ignores EXIF (torchvision's decode_jpeg, OpenCV's IMREAD_IGNOREORIENTATION,
+    COCO's own tools). JPEG is written again at quality 95."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.getexif().get(ORIENTATION, 1) == 1:
+                return None
+            kind = "JPEG" if img.format in ("JPEG", "MPO") else img.format
+            upright = ImageOps.exif_transpose(img)
+            out = io.BytesIO()
+            extra = {"quality": 95} if kind == "JPEG" else {}
+            upright.save(out, format=kind, exif=upright.getexif(), icc_profile=img.info.get("icc_profile"), **extra)
+            return out.getvalue()
+    except (OSError, SyntaxError, ValueError, KeyError):  # unreadable, or a format Pillow cannot save
+        return None
 
 
 class ImageError(UserError):
@@ -97,7 +118,7 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise ImageError(f"{label}: {w} x {h} pixels is too small (at least {MIN_SIDE} pixels a side)")
     try:
         img.load()
-        if img.getexif().get(_ORIENTATION, 1) != 1:
+        if img.getexif().get(ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)
         if img.mode == "RGB" and "transparency" not in img.info:
             return img  # already upright RGB (e.g. loaded once before): no full-size copy

@@ -90,3 +90,40 @@ def test_an_export_never_overwrites_another_projects_files(reviewed, tmp_path):
     assert (theirs / "keep.txt").read_text() == "mine" and COCO(str(theirs / "annotations.json")).getImgIds()
     again = exp.export(prelabeled, "voc")  # its own earlier export: replaced whole
     assert again == prelabeled.folder / "voc" and not list(prelabeled.folder.glob(".voc.*"))
+
+
+def test_a_photo_stored_sideways_is_exported_upright(tmp_path, examples_dir, model):
+    """A phone photo stores its pixels sideways with an EXIF orientation; its boxes are in the upright photo the
+    reviewer saw. It used to be copied as stored, so VOC said 600 x 400 over 400 x 600 pixels and every reader
+    that ignores EXIF put the boxes in the wrong place. Now every format holds it upright; other photos are
+    still copied (or linked) as they are."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from fol_core.bootstrap.prelabel import open_run, run_prelabel
+
+    src = tmp_path / "src"
+    src.mkdir()
+    upright = Image.open(examples_dir / "coffee.png").convert("RGB")  # 600 x 400
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view"
+    upright.transpose(Image.Transpose.ROTATE_90).save(src / "turned.jpg", exif=exif.tobytes(), quality=95)
+    upright.save(src / "plain.jpg", quality=95)
+    project, _ = open_run(str(src), str(tmp_path / "p"))
+    run_prelabel(project, model, "cam")
+    out = {fmt: exp.export(project, fmt, include_proposals=True, link=True) for fmt in exp.FORMATS}
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(src / "turned.jpg"))).astype(int)
+    files = {"voc": out["voc"] / "JPEGImages", "coco": out["coco"] / "images", "yolo": out["yolo"] / "images"}
+    for folder in files.values():
+        with Image.open(folder / "turned.jpg") as img:
+            assert img.size == (600, 400) and img.getexif().get(0x0112, 1) == 1
+            assert np.abs(np.asarray(img).astype(int) - shown).mean() < 3
+        assert (folder / "plain.jpg").read_bytes() == (src / "plain.jpg").read_bytes()
+    assert (files["voc"] / "plain.jpg").stat().st_ino == (src / "plain.jpg").stat().st_ino  # --link still links
+    ann = VOCDetection.parse_voc_xml(ET.parse(out["voc"] / "Annotations" / "turned.xml").getroot())["annotation"]
+    assert (ann["size"]["width"], ann["size"]["height"]) == ("600", "400")
+    api = COCO(str(out["coco"] / "annotations.json"))
+    assert {(i["file_name"], i["width"], i["height"]) for i in api.loadImgs(api.getImgIds())} == {
+        ("turned.jpg", 600, 400), ("plain.jpg", 600, 400)}
+    for row in datasets.load_from_disk(str(out["hf"])):
+        assert row["image"].size == (row["width"], row["height"]) == (600, 400)

@@ -20,8 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from ..errors import UserError, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
+from ..images import ORIENTATION, upright_bytes
 from ..paths import copy_or_link
 from .project import Project, open_project
 from .sources import FolderSource
@@ -42,7 +45,9 @@ class NothingToExport(ExportError):
 
 
 class ProjectImages:
-    """A project's image files, by the file names the project gave them (copied, or hard-linked with link)."""
+    """A project's image files, by the file names the project gave them: copied (or hard-linked with link) as they
+    are, except that a photo stored sideways with an EXIF orientation is written upright (images.upright_bytes),
+    so that its pixels, its size in the annotations and its boxes agree for every reader."""
 
     def __init__(self, project: Project, items: list[tuple], link: bool = False) -> None:
         self.source = project.source()
@@ -50,14 +55,24 @@ class ProjectImages:
         self.link = link
 
     def read(self, item: AnnotatedImage) -> bytes:
-        return self.source.read_bytes(self.keys[item.file_name])
+        data = self.source.read_bytes(self.keys[item.file_name])
+        return upright_bytes(data) or data
 
     def copy(self, item: AnnotatedImage, target: Path) -> None:
         key = self.keys[item.file_name]
-        if isinstance(self.source, FolderSource):
+        if isinstance(self.source, FolderSource) and not _turned(self.source.path(key)):
             copy_or_link(self.source.path(key), target, self.link)
         else:
-            target.write_bytes(self.source.read_bytes(key))
+            target.write_bytes(self.read(item))
+
+
+def _turned(path: Path) -> bool:
+    """Whether the photo file carries an EXIF orientation to apply (its header only is read)."""
+    try:
+        with Image.open(path) as img:
+            return img.getexif().get(ORIENTATION, 1) != 1
+    except (OSError, SyntaxError, ValueError):
+        return False
 
 
 def check_destination(dest: Path, project: Project, overwrite: bool) -> bool:
