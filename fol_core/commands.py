@@ -47,13 +47,13 @@ def photo_paths(names: list[str], out: Path) -> tuple[list[Path], list[str]]:
     """The photos to localize: each file named, and the image files under each folder named except those in
     `out` (a second run over the same folder must not localize the first run's overlays); one line for each
     folder that holds none."""
-    paths, empty = [], []
+    paths, empty, own = [], [], out.resolve()
     for name in names:
         path = Path(name)
         if not path.is_dir():
             paths.append(path)
             continue
-        found = [f for f in image_files(path) if not f.resolve().is_relative_to(out.resolve())]
+        found = [f for f in image_files(path) if not f.resolve().is_relative_to(own)]
         paths += found
         if not found:
             empty.append(f"{name}: a folder with no image files")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     paths, empty = photo_paths(args.images, out)
     for line in empty:
         print(f"skipped {line}", file=sys.stderr)
-    failed, taken = len(empty), set()
+    total, failed, taken = len(paths) + len(empty), len(empty), set()
     for path in tqdm(paths, desc="localize", unit="img", disable=len(paths) < 2):
         name = str(path)
         try:
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         labels = ", ".join(f"{b.label} ({b.score:.2f})" for b in result.boxes) or "no box"
         tqdm.write(f"{name}: {labels} in {result.seconds:.2f}s")
-    done = len(paths) + len(empty) - failed
+    done = total - failed
     print(f"wrote {done} overlay PNG and JSON file(s){' and explanations' if args.explain and done else ''} in {out}")
     if failed:
-        print(f"{failed} of {len(paths) + len(empty)} inputs failed", file=sys.stderr)
+        print(f"{failed} of {total} inputs failed", file=sys.stderr)
     return 1 if failed else 0

@@ -221,11 +221,8 @@ def overlay(image: Image.Image, result: Localization) -> Image.Image:
     """What the CLI saves: the heatmaps (Grad-CAM/CAM/mscam) or unions of blobs (FOL) of every class explained,
     their pixelwise maximum faintly behind the boxes, so that each class's object is lit (all of one photo's
     maps come from one forward pass, at one size)."""
-    heat = [e.heatmap for e in result.explanations if e.heatmap is not None]
-    blobs = [_normalized(np.max([e.neuron_maps[i] for i in e.chosen], axis=0))
-             for e in result.explanations if e.heatmap is None and e.neuron_maps and e.chosen]
-    if heat:
-        return draw_boxes(heatmap_overlay(image, np.max(heat, axis=0), alpha=0.4), result.boxes)
-    if blobs:
-        return draw_boxes(heatmap_overlay(image, np.max(blobs, axis=0), alpha=0.45), result.boxes)
-    return draw_boxes(image, result.boxes)
+    maps, alpha = [e.heatmap for e in result.explanations if e.heatmap is not None], 0.4
+    if not maps:
+        maps, alpha = [_normalized(np.max([e.neuron_maps[i] for i in e.chosen], axis=0))
+                       for e in result.explanations if e.neuron_maps and e.chosen], 0.45
+    return draw_boxes(heatmap_overlay(image, np.max(maps, axis=0), alpha) if maps else image, result.boxes)

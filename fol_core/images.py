@@ -21,8 +21,12 @@ MAX_PIXELS = 100_000_000
 MIN_SIDE = 16
 """Smaller images hold too little to localize anything in."""
 
-ORIENTATION = 0x0112
-"""The EXIF tag of how the stored pixels must be turned to stand upright."""
+_ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels must be turned to stand upright
+
+
+def turned(img: Image.Image) -> bool:
+    """Whether the photo's pixels are stored turned, with an EXIF orientation to apply (read from its header)."""
+    return img.getexif().get(_ORIENTATION, 1) != 1
 
 
 def as_rgb(img: Image.Image) -> Image.Image:
@@ -45,7 +49,7 @@ def upright_bytes(data: bytes) -> bytes | None:
     COCO's own tools). JPEG is written again at quality 95."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.getexif().get(ORIENTATION, 1) == 1:
+            if not turned(img):
                 return None
             kind = "JPEG" if img.format in ("JPEG", "MPO") else img.format
             upright = ImageOps.exif_transpose(img)
@@ -118,7 +122,7 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise ImageError(f"{label}: {w} x {h} pixels is too small (at least {MIN_SIDE} pixels a side)")
     try:
         img.load()
-        if img.getexif().get(ORIENTATION, 1) != 1:
+        if turned(img):
             img = ImageOps.exif_transpose(img)
         if img.mode == "RGB" and "transparency" not in img.info:
             return img  # already upright RGB (e.g. loaded once before): no full-size copy

@@ -203,10 +203,7 @@ class Classifier:
         at 448 x 67200 px (a visitor's 40 s of CPU, or all the memory for a thinner one)."""
         w, h = image.size
         long = max(stride, round(min(max(w, h) * short / min(w, h), MAX_ASPECT * short) / stride) * stride)
-        size = (short, long) if w <= h else (long, short)
-        resized = as_rgb(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-        arr = np.asarray(resized, dtype=np.float32) / 255.0
-        return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+        return _resized(image, (short, long) if w <= h else (long, short))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self._mean) / self._std
@@ -290,11 +287,15 @@ def _norm_act_types() -> tuple[type, ...]:
     return (BatchNormAct2d,)
 
 
+def _resized(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+    """The photo resized to (width, height): (1, 3, height, width) in [0, 1]."""
+    arr = np.asarray(as_rgb(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.float32)
+    return torch.from_numpy(arr / 255.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
 def stretch(image: Image.Image, size: int) -> torch.Tensor:
     """`Classifier.to_pixels` without a model (for decoding workers): (1, 3, size, size) in [0, 1]."""
-    resized = as_rgb(image).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    arr = np.asarray(resized, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return _resized(image, (size, size))
 
 
 _LOADED: dict[tuple[str, str | None], Classifier] = {}

@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..errors import UserError, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
-from ..images import ORIENTATION, upright_bytes
+from ..images import turned, upright_bytes
 from ..paths import copy_or_link
 from .project import Project, open_project
 from .sources import FolderSource
@@ -70,7 +70,7 @@ def _turned(path: Path) -> bool:
     """Whether the photo file carries an EXIF orientation to apply (its header only is read)."""
     try:
         with Image.open(path) as img:
-            return img.getexif().get(ORIENTATION, 1) != 1
+            return turned(img)
     except (OSError, SyntaxError, ValueError):
         return False
 

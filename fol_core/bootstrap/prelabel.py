@@ -246,6 +246,7 @@ def open_run(
 
     A project this call creates is removed again when its source cannot be opened: no half-made project is left."""
     spec = source if isinstance(source, dict) else source_spec(source, image_labels, split)
+    named = str(spec.get("root") or spec.get("path") or out)  # what the messages call the source
     folder = Path(out)
     existed, new = folder.exists(), read_marker(folder) is None
     others = existed and folder.is_dir() and any(folder.iterdir())  # files that are not ours (with overwrite)
@@ -255,8 +256,7 @@ def open_run(
         project.use_source(src)
         added = project.add_items(src.items())
         if new and not added:  # a wrong folder or an empty zip: say so, leave no empty project behind
-            raise SourceError(f"{spec.get('root') or spec.get('path') or source}: no images to pre-label "
-                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise SourceError(f"{named}: no images to pre-label ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return project, added
     except BaseException as exc:
         if new:  # undo what this call made, and only that
@@ -269,7 +269,7 @@ def open_run(
                 if existed:
                     folder.mkdir()
         if isinstance(exc, OSError):
-            raise SourceError(about(str(spec.get("root") or spec.get("path") or out), exc)) from None
+            raise SourceError(about(named, exc)) from None
         raise
 
 

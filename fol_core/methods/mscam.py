@@ -139,9 +139,9 @@ class MultiScaleCAM(CAM):
     title = "Multi-scale CAM (best boxes)"
     params: ClassVar[tuple[Param, ...]] = (
         LAYER,
-        Param("threshold", 0.25, "keep the (spread, foreground- and cut-weighted) mean heatmap above this fraction of its "
-                                 "maximum", low=0.0, high=0.95, step=0.05, words=("otsu",), grid=THRESHOLD.grid,
-              trained_default=0.1),
+        Param("threshold", 0.25, "keep the (spread, foreground- and cut-weighted) mean heatmap above this fraction "
+                                 "of its maximum", low=0.0, high=0.95, step=0.05, words=("otsu",),
+              grid=THRESHOLD.grid, trained_default=0.1),
         Param("scales", "224,320,448", "short sides of the photo at each forward pass (comma-separated)", kind=str),
         Param("spread", 2.0, "spread the heatmap over the pixels that look like it: the power of the feature "
                              "similarity (higher: only the closest look-alikes; 0: off)", low=0.0, high=8.0,
