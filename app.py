@@ -251,6 +251,11 @@ def _project_choices(value: str | None, request: gr.Request) -> dict:
     return gr.update(choices=names, value=value if value in names else None)
 
 
+def _prelabeled(name: str, request: gr.Request) -> dict:
+    """The Review tab's project list after a pre-label run, the project just made chosen: the next click is Open."""
+    return _project_choices(review.project_folder(_projects(request), name).name, request)
+
+
 def _end_session(request: gr.Request) -> None:
     """A browser session ended: its own projects (when projects are per session) go with it."""
     ACCESS.end_session(request.session_hash if request else None)
@@ -264,8 +269,9 @@ def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, lim
                         overwrite, prelabel.progress_steps(progress), ACCESS.folders, model_name)
 
 
-def prelabel_tab() -> gr.Dropdown:
-    """The Pre-label tab: a folder or zip in, a resumable review project out. Returns its model list."""
+def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
+    """The Pre-label tab: a folder or zip in, a resumable review project out. Returns its model list, its run
+    event and the project name it was given."""
     where = ("The project lives in `exports/NAME` on this server" if ACCESS.shared else
              "The project belongs to this browser tab and is deleted when it is closed or reloaded: "
              "export and download what you want to keep (Review tab)")
@@ -302,9 +308,9 @@ def prelabel_tab() -> gr.Dropdown:
     example.click(lambda: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE)), None,
                   [map_text, meaning], api_visibility="private")
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
-    run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model],
-              result, api_name="prelabel")
-    return model
+    ran = run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model],
+                    result, api_name="prelabel")
+    return model, ran, name
 
 
 # --- Review -----------------------------------------------------------------------------------------
@@ -387,7 +393,7 @@ def _select_box(state, index):
 def _export(state, formats, include_proposals, overwrite, workdir):
     """Write the chosen formats into the project's folder and offer each as a zip."""
     workdir = webapp.workdir(workdir)
-    note, files = review.export(state, formats, include_proposals, overwrite, workdir)
+    note, files = review.export(state, formats, include_proposals, overwrite, workdir, ACCESS.shared)
     return note, files, workdir
 
 
@@ -406,11 +412,11 @@ def _forget_review(state: dict | None) -> None:
 SHORTCUTS_MD = "**Keys** · " + " · ".join(f"{k} {what}" for k, what in review.SHORTCUTS)
 
 
-def review_tab() -> list:
+def review_tab() -> tuple[list, gr.Dropdown]:
     """The Review tab: one image at a time, accept / nudge / relabel / delete / add / skip / reject, undo, then
     export; every action has a key (SELECT_MODE_JS / KEYS_JS bind them).
 
-    Returns its outputs (REVIEW_OUTPUTS), so other tabs can open an image here."""
+    Returns its outputs (REVIEW_OUTPUTS), so other tabs can open an image here, and its project list."""
     state = gr.State(None, delete_callback=_forget_review)
     workdir = gr.State(None, delete_callback=webapp.remove_workdir)
     with gr.Row(equal_height=False):
@@ -502,17 +508,25 @@ def review_tab() -> list:
     improve.click(_improve, state, [*outputs, improved], api_name="review_improve").then(**select_mode)
     export.click(_export, [state, formats, include, overwrite, workdir], [exported, files, workdir],
                  api_name="review_export")
-    return outputs
+    return outputs, project
 
 
 # --- Dataset map ------------------------------------------------------------------------------------
 
 @handled
 def _map_source(choice: str, request: gr.Request) -> tuple[dict, dict]:
-    """Show the upload box, or the list of the session's pre-labeling projects (the newest chosen)."""
+    """Show the upload box, or the list of the session's pre-labeling projects (the last by name chosen)."""
     up = choice == dataset_map.SOURCES[0]
     names = [] if up else review.list_projects(_projects(request))
     return gr.update(visible=up), gr.update(visible=not up, choices=names, value=names[-1] if names else None)
+
+
+def _map_model(project: str | None, current: str, request: gr.Request) -> dict:
+    """The model the chosen project was pre-labeled with, where this session may use it: its frames then show the
+    project's own labels."""
+    used = dataset_map.project_model(_projects(request), project)
+    offered = [value for _, value in train.model_choices(ACCESS, _session(request))]
+    return gr.update(value=used if used in offered else current)
 
 
 @handled
@@ -605,6 +619,7 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
         return _show_point(state, picked[evt.index] if evt.index < len(picked) else None, sess, linked)
 
     source.change(_map_source, source, [uploads, project], api_visibility="private")
+    project.change(_map_model, [project, model], model, api_visibility="private")
     make.click(_make_map, [source, uploads, project, model, limit, workdir],
                [picture, scatter, summary, map_state, png_file, csv_file, workdir, gallery, band, to_review],
                api_name="dataset_map")
@@ -798,14 +813,17 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Localize"):
                 models = [localize_tab()]
             with gr.Tab("Pre-label"):
-                models.append(prelabel_tab())
-            with gr.Tab("Review", id="review"):
-                review_outputs = review_tab()
+                model, prelabeled, name = prelabel_tab()
+                models.append(model)
+            with gr.Tab("Review", id="review") as review_page:
+                review_outputs, projects = review_tab()
             with gr.Tab("Dataset map"):
                 models.append(dataset_map_tab(review_outputs, tabs))
             with gr.Tab("Train"):
                 trained = train_tab()
         trained.success(_model_lists, models, models, api_visibility="private")
+        prelabeled.success(_prelabeled, name, projects, api_visibility="private")
+        review_page.select(_project_choices, projects, projects, api_visibility="private")
         demo.load(_model_lists, models, models, api_visibility="private")
         with gr.Accordion("How it works", open=False):
             gr.Markdown(HOW_IT_WORKS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -29,6 +30,9 @@ from . import hierarchy
 from .errors import UserError
 from .imagenet import UnknownClassError, classes, resolve_class
 from .result import clean_label
+
+if TYPE_CHECKING:
+    from .models import Classifier
 
 MAX_MAP_TEXT = 200_000
 """Longest label map (characters): a thousand labels fit many times over."""
@@ -151,6 +155,11 @@ class LabelMap:
     @property
     def names(self) -> list[str]:
         return list(self.labels)
+
+    def fits(self, model: Classifier) -> bool:
+        """Whether the entries name this classifier's classes (a trained model's own, or ImageNet's): a map made
+        for one model scores another's probabilities as nonsense, or not at all."""
+        return self.model_classes == (() if model.imagenet else tuple(model.class_names))
 
     def score_matrix(self, probs: torch.Tensor) -> torch.Tensor:
         """(..., labels): each label's score, the sum of its classes' probabilities, for (..., classes) probabilities."""

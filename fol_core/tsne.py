@@ -89,6 +89,7 @@ class DatasetMap:
     colours: list[tuple[int, int, int]]
     thumbnails: list[Image.Image]
     model: str
+    """The model's name as load_model takes it (a trained model's folder: only its name is drawn)."""
     colour_by: str = "predicted class"
     """What the frame colours mean: "predicted class" or "user label"."""
     skipped: list[str] = field(default_factory=list)
@@ -284,7 +285,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: 
     pad = fs // 2
     draw.rectangle([x0, 0, x0 + width - 1, size - 1], fill=(246, 246, 246))
     y = pad
-    for text, f in ((f"{len(dmap)} images", big), (f"model: {dmap.model}", small),
+    for text, f in ((f"{len(dmap)} images", big), (f"model: {Path(dmap.model).name}", small),
                     (f"frame = {dmap.colour_by}", small)):
         draw.text((x0 + pad, y), fit_text(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
         y += int(f.size * 1.4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -138,3 +140,15 @@ def test_undo_decision_goes_back_and_restores_the_image(proposed):
     with pytest.raises(ProjectError, match="No decision"):
         review.undo_decision(state)
     assert [d["action"] for d in proposed.decisions()] == ["accept", "reject", "undo", "undo"]
+
+
+def test_export_names_the_folders_only_on_a_local_run(prelabeled, tmp_path):
+    state = review.start(prelabeled.folder, order="name", status="all")
+    review.decide(state, "accept", review.current(state).annotator)
+    n = len(prelabeled.annotated(False))  # this test's image, and those earlier tests accepted
+    done = f"Exported {n} image{'' if n == 1 else 's'}"
+    local, files = review.export(state, ["voc", "coco"], False, False, tmp_path / "local")
+    assert local.startswith(f"{done} to ") and str(prelabeled.folder) in local
+    public, files = review.export(state, ["voc", "coco"], False, False, tmp_path / "public", show_paths=False)
+    assert public == f"{done} as Pascal VOC, COCO JSON: download the zips below."
+    assert sorted(Path(f).name for f in files) == ["demo project-coco.zip", "demo project-voc.zip"]

@@ -143,6 +143,24 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     assert all(r.proposals and {b.label for b in r.proposals} == {"raccoon"} for r in project.images())
     project.close()
 
+    with pytest.raises(UserError, match="the classes of raccoon, the model it was pre-labeled with"):  # not a crash
+        prelabel_tab.run(tmp_path / "exports", None, archive, "mine", "", "none", None, "cam", 0, False)
+
+    # the Dataset map tab on that project: its model is offered first; the ImageNet model's map drops the labels
+    from fol_core import webapp
+    from fol_core.webapp import dataset_map
+
+    assert dataset_map.project_model(tmp_path / "exports", "mine") == str(out)
+    workdir = webapp.workdir()
+    try:
+        for model_name, framed in ((str(out), "framed by user label"), ("efficientnet_lite0", "predicted class")):
+            view = dataset_map.make_map(dataset_map.SOURCES[1], None, tmp_path / "exports", "mine", model_name, 1000,
+                                        workdir, progress=False)
+            assert framed in view.summary
+            assert ("labels name another model" in view.summary) == (model_name != str(out))
+    finally:
+        webapp.remove_workdir(workdir)
+
 
 def test_wsddn_proposals_add_selective_search_and_windows(examples_dir):
     import numpy as np

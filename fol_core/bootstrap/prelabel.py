@@ -290,13 +290,17 @@ def run_prelabel(
     engine, decoded by `workers` processes ahead of it; each batch is committed before it counts as done.
     A trained model's labels are its own classes."""
     if not model.imagenet:
-        if label_map is not None and label_map.model_classes != tuple(model.class_names):
+        if label_map is not None and not label_map.fits(model):
             raise UserError(f"{model.name} names its own classes ({', '.join(model.class_names)}): "
                             "pre-label with it without a label map")
         label_map = LabelMap.for_classes(model.class_names, (model.card or {}).get("threshold", 0.5))
     if label_map is not None:
         project.set_label_map(label_map)
     lm = project.label_map
+    if not lm.fits(model):  # the project's labels are another (trained) model's classes
+        used = Path((project.meta("settings") or {}).get("model") or "another model").name
+        raise UserError(f"this project's labels are the classes of {used}, the model it was pre-labeled with: carry "
+                        f"on with that model, or give {Path(model.name).name} a label map")
     project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
     m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)

@@ -55,7 +55,12 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
         if not uploads:
             raise MapError("Upload a folder, some images or a zip of them first.")
         names, opener, label_map = [str(p) for p in collect_uploads(uploads, workdir, notes)], None, None
-    dmap = tsne.build_map(names[: int(limit)], load_model(model_name), label_map, opener=opener, progress=progress)
+    model = load_model(model_name)
+    if label_map is not None and not label_map.fits(model):
+        notes.append(f"the project's labels name another model's classes: the frames show {Path(model.name).name}'s "
+                     "predicted class (pick the model the project was pre-labeled with to see its labels)")
+        label_map = None
+    dmap = tsne.build_map(names[: int(limit)], model, label_map, opener=opener, progress=progress)
     size = tsne.auto_size(len(dmap))
     png, csv_path = Path(workdir) / "dataset-map.png", Path(workdir) / "dataset-map.csv"
     tsne.render_map(dmap, size).save(png)
@@ -117,6 +122,15 @@ def project_images(folder: str | Path) -> tuple[list[str], Opener, LabelMap | No
     project = review.get_project(folder)
     label_map = project.label_map
     return list(project.file_names().values()), project.open, label_map if label_map.spec else None
+
+
+def project_model(root: str | Path, name: str | None) -> str | None:
+    """The model the project called `name` was last pre-labeled with (None: not known, or no such project)."""
+    try:
+        project = review.get_project(review.existing_project(root, name))
+    except review.ProjectError:
+        return None
+    return (project.meta("settings") or {}).get("model")
 
 
 def review_at(folder: str | Path, name: str, session: dict | None = None) -> dict:

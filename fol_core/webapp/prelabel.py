@@ -105,7 +105,7 @@ def run(root: str | Path, folder: str | None, upload: str | None, name: str, map
     errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
     notes = "".join(f"\n- ⚠️ {html.escape(n)}" for n in summary.notes)
     return (f"**{html.escape(project.name)}**: {new} new images; {summary.line()}{errors}{notes}\n\n"
-            f"{review.counts_line(project.counts())}. Open the **Review** tab (↻, then Open) to check the boxes.")
+            f"{review.counts_line(project.counts())}. Open the **Review** tab and click Open to check the boxes.")
 
 
 def progress_steps(report: Callable[..., None]) -> Progress:

@@ -420,15 +420,21 @@ def need(state: dict | None) -> dict:
 
 
 def export(state: dict | None, formats: list[str], include_proposals: bool, overwrite: bool,
-           downloads: str | Path) -> tuple[str, list[str]]:
-    """Write the chosen formats into the project's folder and zip each into `downloads`: (note, zip paths)."""
+           downloads: str | Path, show_paths: bool = True) -> tuple[str, list[str]]:
+    """Write the chosen formats into the project's folder and zip each into `downloads`: (note, zip paths).
+
+    show_paths: name the folders written (a local run's own disk); a public server's visitor gets the zips only."""
     project = get_project(need(state)["project"])
     if not formats:
         raise ExportError("Choose at least one format.")
     folders = export_all(project, formats, include_proposals=include_proposals, overwrite=overwrite)
     files = [str(zip_export(path, downloads)) for path in folders.values()]
     n = len(project.annotated(include_proposals))
-    return f"Exported {n} images to " + ", ".join(f"`{p}`" for p in folders.values()), files
+    done = f"Exported {n} image{'' if n == 1 else 's'}"
+    if show_paths:
+        return f"{done} to " + ", ".join(f"`{p}`" for p in folders.values()), files
+    titles = {key: title for title, key in FORMATS}
+    return f"{done} as {', '.join(titles[f] for f in folders)}: download the zips below.", files
 
 
 def improve_proposals(state: dict | None, progress: Progress | None = None) -> tuple[dict, str]:
