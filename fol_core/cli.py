@@ -68,15 +68,22 @@ def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
             if getattr(args, p.name, None) is not None}
 
 
+DESCRIPTION = ("fol: find objects in photos with an ImageNet classifier alone. "
+               "`python -m fol_core COMMAND -h` lists a command's options.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fol_core", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m fol_core", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, module_name in COMMANDS.items():
         modules[name] = importlib.import_module(module_name)
         p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
         modules[name].add_arguments(p)
     args = parser.parse_args(argv)
+    if args.command is None:  # what there is to do, not only that a command is missing
+        parser.print_help(sys.stderr)
+        return 2
     if getattr(args, "precision", None):
         os.environ["FOL_PRECISION"] = args.precision  # read where models load, Ray's workers included
     threads = getattr(args, "threads", None)

@@ -79,3 +79,9 @@ def test_bench_says_in_one_line_when_there_is_nothing_to_time(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a photo")
     assert main(["bench", "--images", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path}: no image files\n"
+
+
+def test_no_command_lists_the_commands(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "COMMAND -h" in err and all(name in err for name in ("localize", "prelabel", "export", "train"))

@@ -107,7 +107,8 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
     use = f"`--model {out}`" if access.shared else "the app's model lists"
     note = (f"**{html.escape(out.name)}**: {html.escape(', '.join(card['classes']))} · held-out accuracy "
             f"{m['val_accuracy']:.1%} on {m['val_images']} images (best epoch {m['best_epoch']} of {m['epochs_run']}) · "
-            f"{m['train_images']} training images, {m['negatives']} negatives · {card['training']['seconds']:.0f} s"
+            f"{m['train_images']} training images, {m['negatives']} of all {m['train_images'] + m['val_images']} "
+            f"holding none of the classes · {card['training']['seconds']:.0f} s"
             + f"\n\nWritten to {html.escape(where)}. Use it with {use}: pick **{html.escape(out.name)}** as the "
             "Model in Localize, Pre-label or Dataset map (any method" + (", WSDDN too" if wsddn else "") + ")."
             + "".join(f"\n- ⚠️ {html.escape(s)}" for s in skipped[:10]))
