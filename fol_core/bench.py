@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .cli import add_model_arguments
+from .cli import add_model_arguments, whole
 from .engine import localize
 from .errors import UserError
 from .images import image_files, load_image
@@ -35,7 +35,7 @@ def runs(model: Classifier) -> dict[str, tuple[str, dict]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--images", default=None, help="folder of photos (default: the dev set, else examples/)")
-    parser.add_argument("--limit", type=int, default=20, help="photos to time (default: %(default)s)")
+    parser.add_argument("--limit", type=whole(1), default=20, help="photos to time (default: %(default)s)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
 
 

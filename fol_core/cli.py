@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -27,6 +28,21 @@ COMMANDS = {
 """Command name -> module; the module's HELP is the command's one-line help."""
 
 
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`), so that a flag out of range gets argparse's one-line
+    error naming it, before any work, instead of a traceback or a silent default."""
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{span}, got {value}")
+        return value
+    return count
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from .models import DEFAULT_MODEL, PRECISIONS, list_models
 
@@ -34,7 +50,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"classifier: {', '.join(list_models())} or a trained model's folder, e.g. models/NAME "
                              "(default: %(default)s)")
     parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model, BLAS and OpenMP "
+    parser.add_argument("--threads", type=whole(1), default=None, help="CPU threads for the model, BLAS and OpenMP "
                         "(default: the libraries'; on a machine busy with other work 1 can be several times faster)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="dtype of the passes that need no gradient: auto (bf16 where the CPU or GPU computes "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cli import add_method_arguments, add_model_arguments, method_params
+from .cli import add_method_arguments, add_model_arguments, method_params, whole
 from .draw import explain_figure, overlay
 from .engine import ImageNetRequest, explain_photo
 from .errors import UserError, about, one_line
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_method_arguments(parser)
     parser.add_argument("--classes", nargs="+", default=None, help="classes to find (names, synonyms or indices)")
-    parser.add_argument("--topn", type=int, default=1, help="localize up to N top classes (Algorithm 2)")
+    parser.add_argument("--topn", type=whole(1), default=1, help="localize up to N top classes (Algorithm 2)")
     parser.add_argument("--out", default="exports", help="output folder (default: %(default)s)")
     parser.add_argument("--explain", action="store_true", help="also save the explanation figure")
 

@@ -327,28 +327,25 @@ def write_csv(dmap: DatasetMap, path: str | Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_model_arguments
+    from .cli import add_model_arguments, whole
 
     parser.add_argument("folder", help="folder of images (read recursively)")
     parser.add_argument("--out", default="exports/tsne/map.png", help="the map PNG, or a folder to write map.png "
                         "in; the CSV goes beside it with the same name (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="user label map (YAML/JSON: {label: [ImageNet classes]})")
-    parser.add_argument("--limit", type=int, default=None, help="map only the first N images (sorted by path)")
+    parser.add_argument("--limit", type=whole(1), default=None, help="map only the first N images (sorted by path)")
     add_model_arguments(parser)
-    parser.add_argument("--max-iter", type=int, default=1000, help="t-SNE iterations, at least 250 "
+    parser.add_argument("--max-iter", type=whole(250), default=1000, help="t-SNE iterations, at least 250 "
                         "(default: %(default)s)")
-    parser.add_argument("--size", type=int, default=None, help="side of the plot in pixels (default: grows with "
+    parser.add_argument("--size", type=whole(100), default=None, help="side of the plot in pixels (default: grows with "
                         "the number of images)")
-    parser.add_argument("--thumb", type=int, default=THUMB, help="thumbnail side in pixels (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=BATCH, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--thumb", type=whole(8), default=THUMB, help="thumbnail side in pixels (default: %(default)s)")
+    parser.add_argument("--batch-size", type=whole(1), default=BATCH, help="images per forward pass (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     from .models import load_model
 
-    if args.max_iter < 250:
-        print("error: --max-iter must be at least 250 (scikit-learn's minimum)", file=sys.stderr)
-        return 2
     out = Path(args.out)
     out = out if out.suffix.lower() == ".png" else out / "map.png"  # a folder, as other commands' --out
     try:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from fol_core.cli import main
@@ -85,3 +86,17 @@ def test_no_command_lists_the_commands(capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
     assert "COMMAND -h" in err and all(name in err for name in ("localize", "prelabel", "export", "train"))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["localize", "x.jpg", "--topn", "0"], "argument --topn: at least 1, got 0"),
+    (["localize", "x.jpg", "--threads", "-1"], "argument --threads: at least 1, got -1"),
+    (["prelabel", "x", "--limit", "many"], "argument --limit: a whole number is needed, got 'many'"),
+    (["tsne", "x", "--thumb", "0"], "argument --thumb: at least 8, got 0"),
+    (["train", "x", "--out", "m", "--epochs", "0"], "argument --epochs: at least 1, got 0"),
+    (["train", "x", "--out", "m", "--refine", "11"], "argument --refine: from 1 to 10, got 11"),
+])
+def test_counts_out_of_range_are_refused_before_any_work(argv, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and capsys.readouterr().err.strip().endswith(says)

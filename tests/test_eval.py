@@ -146,6 +146,8 @@ def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
     assert "--split test" in capsys.readouterr().err
     assert _eval(str(tmp_path), "--out", str(out)) == 2
     assert "not a Pascal VOC folder" in capsys.readouterr().err
+    assert _eval(str(tmp_path / "missing"), "--out", str(out)) == 2
+    assert "missing: no such folder" in capsys.readouterr().err
     assert _eval(str(root), "--methods", "fol,yolo", "--out", str(out)) == 2
 
 

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..cli import add_method_arguments, add_model_arguments, method_params
+from ..cli import add_method_arguments, add_model_arguments, method_params, whole
 from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo, explain_pixels
 from ..errors import UserError, about, line, one_line
 from ..images import IMAGE_SUFFIXES
@@ -363,14 +363,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-score", type=float, default=None, help="least label score to count as found (default: the map's, else 0.1)")
     parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the parent folder's name) or a CSV (image,label)")
     parser.add_argument("--split", default=None, help="dataset split (default: all)")
-    parser.add_argument("--topn", type=int, default=1, help="localize up to N labels per image (default: %(default)s)")
-    parser.add_argument("--limit", type=int, default=None, help="pre-label at most N images in this run")
+    parser.add_argument("--topn", type=whole(1), default=1, help="localize up to N labels per image (default: %(default)s)")
+    parser.add_argument("--limit", type=whole(1), default=None, help="pre-label at most N images in this run")
     parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
     parser.add_argument("--engine", default="local", choices=("local", "ray"),
                         help="local: this process, batched; ray: a Ray Data actor pool (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per engine batch and per commit (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=WORKERS, help="local engine: processes decoding ahead of the model (default: %(default)s)")
-    parser.add_argument("--actors", type=int, default=None, help="ray: model actors (default: one per CPU of the local Ray)")
+    parser.add_argument("--batch-size", type=whole(1), default=BATCH_SIZE, help="images per engine batch and per commit (default: %(default)s)")
+    parser.add_argument("--workers", type=whole(0), default=WORKERS, help="local engine: processes decoding ahead of the model (default: %(default)s)")
+    parser.add_argument("--actors", type=whole(1), default=None, help="ray: model actors (default: one per CPU of the local Ray)")
     parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor (0: CPU actors; default: %(default)s)")
     parser.add_argument("--address", default=None, help="ray: a running cluster's address (default: start Ray on this machine, 127.0.0.1)")
     parser.add_argument("--bench", nargs="?", const="all", default=None, metavar="METHODS",
@@ -446,8 +446,6 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, args.weights)
         params = method_params(args, args.method)
         label_map = load_label_map(args.labels, args.min_score)
-        if args.batch_size < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
-            raise UserError("--batch-size and --actors must be at least 1, --workers at least 0")
         if args.bench:
             return _bench(args, model, label_map)
         if not args.out:

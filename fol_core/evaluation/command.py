@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import add_method_arguments, add_model_arguments, method_params
+from ..cli import add_method_arguments, add_model_arguments, method_params, whole
 from ..errors import UserError, one_line
 from ..formats import voc
 from ..methods import METHODS, get_method
@@ -33,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML/JSON label map {label: [ImageNet names, indices or WordNet ids]} "
                              "(default: object names are WordNet ids)")
     parser.add_argument("--imageset", default=None, metavar="NAME", help="image list ImageSets/Main/NAME.txt")
-    parser.add_argument("--limit", type=int, default=None, help="score (and calibrate on) at most N images each")
+    parser.add_argument("--limit", type=whole(1), default=None, help="score (and calibrate on) at most N images each")
     parser.add_argument("--agnostic", action="store_true",
                         help="class-agnostic: explain the classifier's top-1 class, every true box counts whatever "
                              "its name (a class the model lacks, e.g. raccoon-dev)")
     parser.add_argument("--mosaics", action="store_true",
                         help="score on two-photo mosaics of the split's images (both classes named), written to "
                              "OUT/mosaics; calibration stays on single photos")
-    parser.add_argument("--sheet", type=int, default=8, help="worst and best images per method on its sheet (0: no sheets)")
+    parser.add_argument("--sheet", type=whole(0), default=8, help="worst and best images per method on its sheet (0: no sheets)")
     parser.add_argument("--out", default="exports/eval", help="output folder (default: %(default)s)")
 
 

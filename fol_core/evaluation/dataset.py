@@ -83,6 +83,8 @@ def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict
     whatever its name, explained as the classifier's top-1 class (classes empty).
     """
     root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
     if not (root / voc.ANNOTATIONS).is_dir():
         raise DatasetError(f"{root} is not a Pascal VOC folder: it has no {voc.ANNOTATIONS}/")
     ids = voc.image_ids(root, imageset) if ids is None else ids

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import whole
 from .data import TrainingError
 from .trainer import Settings, train
 
@@ -22,18 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "('a;b' for several labels; background/none for a negative)")
     parser.add_argument("--wsddn", action="store_true",
                         help="also train OICR's refinement streams over region proposals (--method wsddn --score oicr)")
-    parser.add_argument("--refine", type=int, default=d.refine,
+    parser.add_argument("--refine", type=whole(1, 10), default=d.refine,
                         help="OICR's refinement streams, 1-10 (default: %(default)s)")
     parser.add_argument("--proposals", default="heatmaps",
                         help="WSDDN's region proposals: heatmaps, plus selective_search and/or windows, comma-separated "
                              "(default: %(default)s; measured best on raccoon-dev's even half)")
-    parser.add_argument("--tune-blocks", type=int, default=d.tune_blocks, metavar="N",
+    parser.add_argument("--tune-blocks", type=whole(0), default=d.tune_blocks, metavar="N",
                         help="also fine-tune the backbone's last N stages and its final conv (what CAM reads); "
                              "0: the head only (default: %(default)s)")
     parser.add_argument("--tune-lr", type=float, default=d.tune_lr,
                         help="learning rate of the fine-tuned backbone layers (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="at most this many epochs (default: %(default)s)")
-    parser.add_argument("--patience", type=int, default=d.patience,
+    parser.add_argument("--epochs", type=whole(1), default=d.epochs, help="at most this many epochs (default: %(default)s)")
+    parser.add_argument("--patience", type=whole(1), default=d.patience,
                         help="stop after N epochs without a better held-out loss (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=d.backbone, help="registry model to fine-tune (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the model folder if it exists")
     parser.add_argument("--restart", action="store_true", help="drop an interrupted run's checkpoint and start again")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries')")
+    parser.add_argument("--threads", type=whole(1), default=None, help="CPU threads (default: the libraries')")
 
 
 def proposal_kinds(text: str) -> tuple[str, ...]:
@@ -56,8 +57,6 @@ def proposal_kinds(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     kinds = proposal_kinds(args.proposals)
-    if not 1 <= args.refine <= 10:
-        raise TrainingError(f"--refine must be between 1 and 10 (got {args.refine})")
     settings = Settings(backbone=args.backbone, epochs=args.epochs, patience=args.patience, lr=args.lr,
                         val_fraction=args.val_fraction, seed=args.seed, wsddn=args.wsddn,
                         refine=args.refine, proposals=kinds, tune_blocks=args.tune_blocks,

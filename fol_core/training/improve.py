@@ -18,6 +18,7 @@ import numpy as np
 
 from ..bootstrap.prelabel import LabelRequest, Progress, propose
 from ..bootstrap.project import Project, Review, Stage, open_project
+from ..cli import whole
 from ..errors import UserError, about
 from ..evaluation.metrics import iou_matrix
 from ..labelmap import LabelMap
@@ -192,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("project", help="a pre-labeled project folder (exports/NAME)")
     parser.add_argument("--model", default=None, help="the model to propose with (default: the project's)")
     parser.add_argument("--method", default=None, help="the method (default: the project's)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries')")
+    parser.add_argument("--threads", type=whole(1), default=None, help="CPU threads (default: the libraries')")
 
 
 def run(args: argparse.Namespace) -> int:
