@@ -43,6 +43,20 @@ def whole(low: int, high: int | None = None) -> Callable[[str], int]:
     return count
 
 
+def real(low: float, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """An argparse type, as `whole` for a number: from `low` (strictly above it if `above`) to `high`."""
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a number is needed, got {text!r}") from None
+        if not (value > low if above else value >= low) or (high is not None and not value <= high):  # NaN too
+            span = f"{'above' if above else 'at least'} {low}" + ("" if high is None else f" and at most {high}")
+            raise argparse.ArgumentTypeError(f"{span}, got {text}")
+        return value
+    return number
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from .models import DEFAULT_MODEL, PRECISIONS, list_models
 

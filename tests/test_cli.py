@@ -95,8 +95,10 @@ def test_no_command_lists_the_commands(capsys):
     (["tsne", "x", "--thumb", "0"], "argument --thumb: at least 8, got 0"),
     (["train", "x", "--out", "m", "--epochs", "0"], "argument --epochs: at least 1, got 0"),
     (["train", "x", "--out", "m", "--refine", "11"], "argument --refine: from 1 to 10, got 11"),
+    (["train", "x", "--out", "m", "--lr", "nan"], "argument --lr: above 0, got nan"),
+    (["prelabel", "x", "--min-score", "2"], "argument --min-score: at least 0 and at most 1, got 2"),
 ])
-def test_counts_out_of_range_are_refused_before_any_work(argv, says, capsys):
+def test_numbers_out_of_range_are_refused_before_any_work(argv, says, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2 and capsys.readouterr().err.strip().endswith(says)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..cli import add_method_arguments, add_model_arguments, method_params, whole
+from ..cli import add_method_arguments, add_model_arguments, method_params, real, whole
 from ..engine import RATIO, Target, close_to_top, explain_batch, explain_photo, explain_pixels
 from ..errors import UserError, about, line, one_line
 from ..images import IMAGE_SUFFIXES
@@ -360,7 +360,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="a folder (recursive), a .zip, a saved dataset folder, hf:DIR (imagefolder) or hf:OWNER/NAME")
     parser.add_argument("--out", help="the project folder, e.g. exports/NAME (required unless --bench)")
     parser.add_argument("--labels", default=None, help="label map (YAML/JSON); default: ImageNet's class names")
-    parser.add_argument("--min-score", type=float, default=None, help="least label score to count as found (default: the map's, else 0.1)")
+    parser.add_argument("--min-score", type=real(0, 1), default=None, help="least label score to count as found (default: the map's, else 0.1)")
     parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the parent folder's name) or a CSV (image,label)")
     parser.add_argument("--split", default=None, help="dataset split (default: all)")
     parser.add_argument("--topn", type=whole(1), default=1, help="localize up to N labels per image (default: %(default)s)")
@@ -371,7 +371,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=whole(1), default=BATCH_SIZE, help="images per engine batch and per commit (default: %(default)s)")
     parser.add_argument("--workers", type=whole(0), default=WORKERS, help="local engine: processes decoding ahead of the model (default: %(default)s)")
     parser.add_argument("--actors", type=whole(1), default=None, help="ray: model actors (default: one per CPU of the local Ray)")
-    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor (0: CPU actors; default: %(default)s)")
+    parser.add_argument("--gpus-per-actor", type=real(0), default=0.0, help="ray: GPUs per actor (0: CPU actors; default: %(default)s)")
     parser.add_argument("--address", default=None, help="ray: a running cluster's address (default: start Ray on this machine, 127.0.0.1)")
     parser.add_argument("--bench", nargs="?", const="all", default=None, metavar="METHODS",
                         help="time METHODS (comma-separated; default all) on --limit images (default 20) in scratch projects: "

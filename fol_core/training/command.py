@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import whole
+from ..cli import real, whole
 from .data import TrainingError
 from .trainer import Settings, train
 
@@ -31,13 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-blocks", type=whole(0), default=d.tune_blocks, metavar="N",
                         help="also fine-tune the backbone's last N stages and its final conv (what CAM reads); "
                              "0: the head only (default: %(default)s)")
-    parser.add_argument("--tune-lr", type=float, default=d.tune_lr,
+    parser.add_argument("--tune-lr", type=real(0, above=True), default=d.tune_lr,
                         help="learning rate of the fine-tuned backbone layers (default: %(default)s)")
     parser.add_argument("--epochs", type=whole(1), default=d.epochs, help="at most this many epochs (default: %(default)s)")
     parser.add_argument("--patience", type=whole(1), default=d.patience,
                         help="stop after N epochs without a better held-out loss (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
+    parser.add_argument("--lr", type=real(0, above=True), default=d.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=real(0, 0.9), default=d.val_fraction,
                         help="images held out to measure accuracy (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     parser.add_argument("--backbone", default=d.backbone, help="registry model to fine-tune (default: %(default)s)")
