@@ -130,3 +130,20 @@ def test_prelabel_bench_runs_each_method_with_the_options_given(tmp_path, exampl
     assert seen and all(params == {"threshold": 0.6} for _, params in seen)
     assert {method for method, _ in seen} == {"cam", "gradcam"}
     assert not list(tmp_path.glob("src/*.sqlite*")) and sorted(p.name for p in src.iterdir()) == ["chelsea.png"]
+
+
+def test_an_image_labelled_background_gets_no_box_and_an_unknown_label_a_note(tmp_path, examples_dir, model):
+    from fol_core.bootstrap.prelabel import prelabel_folder
+
+    for folder, name in (("Background", "coffee.png"), ("raccoon", "chelsea.png"), ("cup", "coffee.png")):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+        shutil.copy(examples_dir / name, tmp_path / "src" / folder / name)
+    project, summary, _ = prelabel_folder(str(tmp_path / "src"), tmp_path / "p", image_labels="folders", method="cam",
+                                          model=model)
+    recs = {r.key: r for r in project.images()}
+    assert recs["Background/coffee.png"].stage == "no_object" and recs["Background/coffee.png"].proposals == []
+    assert [b.label for b in recs["cup/coffee.png"].proposals] == ["cup"]  # the same photo, labelled: a box
+    assert recs["raccoon/chelsea.png"].stage == "proposed"  # an unknown label: pre-labeled as unlabelled
+    (note,) = summary.notes
+    assert "1 image(s) carry a label the map does not know (1 label(s): 'raccoon')" in note and "train" in note
+    project.close()

@@ -38,7 +38,7 @@ from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model
 from ..result import Box, Localization
 from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker
-from .sources import SHOW_FIRST, Source, SourceError, open_source, source_spec
+from .sources import SHOW_FIRST, Source, SourceError, is_negative, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 
@@ -68,11 +68,18 @@ class LabelRequest:
         return not self.wanted
 
     @property
+    def negative(self) -> bool:
+        """The image is labelled as holding none of the classes ("background", "none", ...): no box is proposed."""
+        return is_negative(self.image_label)
+
+    @property
     def wanted(self) -> list[str]:
-        return self.label_map.candidates(self.image_label) if self.image_label else []
+        return self.label_map.candidates(self.image_label) if self.image_label and not self.negative else []
 
     def targets(self, probs: torch.Tensor) -> list[Target]:
         scores = self.label_map.scores(probs)
+        if self.negative:
+            return []
         if self.wanted:
             chosen = [max(self.wanted, key=scores.__getitem__)]
         else:
@@ -324,14 +331,15 @@ def unknown_labels(records: list, label_map: LabelMap) -> list[str]:
     unlabelled (the best label wins), which the user should know."""
     unknown: dict[str, int] = {}
     for rec in records:
-        if rec.image_label and not label_map.candidates(rec.image_label):
+        if rec.image_label and not is_negative(rec.image_label) and not label_map.candidates(rec.image_label):
             unknown[rec.image_label] = unknown.get(rec.image_label, 0) + 1
     if not unknown:
         return []
     first = ", ".join(repr(u) for u in list(unknown)[:SHOW_FIRST])
     more = ", ..." if len(unknown) > SHOW_FIRST else ""
     note = (f"{sum(unknown.values())} image(s) carry a label the map does not know ({len(unknown)} label(s): "
-            f"{first}{more}); they were pre-labeled as unlabelled")
+            f"{first}{more}); they were pre-labeled as unlabelled (a class the model lacks needs a model trained on "
+            "it: the train command, or the app's Train tab)")
     return [line(note)]
 
 

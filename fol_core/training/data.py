@@ -14,11 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bootstrap.sources import Source, open_source, source_spec
+from ..bootstrap.sources import Source, is_negative, open_source, source_spec
 from ..errors import UserError
 
-NEGATIVE_LABELS = frozenset({"background", "none", "negative", "negatives", "no_object", "no object", "nothing"})
-"""Image labels that mean "none of the classes is in this photo"."""
 MIN_IMAGES = 3
 """The least number of images a class needs (at least one is held out to measure accuracy)."""
 _SEPARATORS = re.compile(r"[;|]")
@@ -58,7 +56,7 @@ class TrainingSet:
 def split_labels(text: str) -> frozenset[str]:
     """An image's labels from one label cell; a negative's is empty."""
     names = {t.strip() for t in _SEPARATORS.split(text) if t.strip()}
-    return frozenset(n for n in names if n.lower() not in NEGATIVE_LABELS)
+    return frozenset(n for n in names if not is_negative(n))
 
 
 def load_training_set(text: str | dict, image_labels: str | None = "folders", workdir: str | Path | None = None,
