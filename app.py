@@ -77,8 +77,8 @@ INTRO = "Upload a photo or pick an example, then press **Localize**."
 def _cleared() -> tuple:
     """The Localize tab's results as before any run: shown when the photo changes, so that no result is ever
     shown beside a photo it is not of (boxed, why, top-5, summary, annotator, session photo, table, downloads)."""
-    none = gr.update(value=None, interactive=False)
-    return None, None, None, INTRO, image_annotator(value=None), None, [], none, none
+    none, hidden = gr.update(value=None, interactive=False), gr.update(value=None, visible=False)
+    return None, None, None, INTRO, image_annotator(value=None), None, [], none, none, hidden
 
 
 def _pick_example(evt: gr.SelectData) -> tuple:
@@ -127,6 +127,7 @@ def _localize(path, model_name, method, class_mode, topn, named, *controls, prog
         image_annotator(value=view.annotator, label_list=view.labels, label_colors=view.label_colors),
         view.photo, localize.box_table(view.photo.boxes),
         gr.update(value=None, interactive=False), gr.update(value=None, interactive=False),
+        gr.update(value=None, visible=False),
     )
 
 
@@ -137,10 +138,12 @@ def _accept(annotated, photo, workdir):
         raise localize.InputError("Localize a photo first, then accept its boxes.")
     boxes = photo.from_annotator(annotated.get("boxes") or [])
     workdir = webapp.workdir(workdir)
-    voc_path, coco_path = localize.export_files(photo, boxes, workdir)
-    gr.Info(f"Accepted {len(boxes)} box{'es' if len(boxes) != 1 else ''}: the downloads are ready.")
+    voc_path, coco_path, upright = localize.export_files(photo, boxes, workdir)
+    gr.Info(f"Accepted {len(boxes)} box{'es' if len(boxes) != 1 else ''}: the downloads are ready."
+            + (" The photo is stored sideways: download it upright too, as the boxes are." if upright else ""))
     return (localize.box_table(boxes), gr.update(value=str(voc_path), interactive=True),
-            gr.update(value=str(coco_path), interactive=True), workdir)
+            gr.update(value=str(coco_path), interactive=True),
+            gr.update(value=str(upright), visible=True) if upright else gr.update(value=None, visible=False), workdir)
 
 
 def _control(control: localize.Control):
@@ -219,9 +222,11 @@ def localize_tab() -> gr.Dropdown:
             with gr.Row():
                 voc_file = gr.DownloadButton("Pascal VOC XML", interactive=False, elem_id="download-voc")
                 coco_file = gr.DownloadButton("COCO JSON", interactive=False, elem_id="download-coco")
+                # only for a photo stored sideways (EXIF orientation): the boxes are the upright photo's
+                upright_file = gr.DownloadButton("Photo, upright", visible=False, elem_id="download-upright")
 
     model_controls = [controls[i] for i in localize.MODEL_CONTROLS]
-    results = [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file]
+    results = [boxed, why, top5, summary, annotator, photo_state, table, voc_file, coco_file, upright_file]
     request = [photo, model, method, class_mode, topn, named, *controls]
     photo.change(_preview, photo, preview, api_visibility="private")
     # a new photo (uploaded, removed or an example) clears the results of the last one
@@ -234,7 +239,8 @@ def localize_tab() -> gr.Dropdown:
     class_mode.change(_on_class_mode, class_mode, [topn, search, named], api_visibility="private")
     search.change(_search_classes, [search, named], named, api_visibility="private")
     run.click(_localize, request, results, api_name="localize").then(None, js=SELECT_MODE_JS)
-    accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, workdir], api_name="accept")
+    accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, upright_file, workdir],
+                 api_name="accept")
     return model
 
 

@@ -40,7 +40,7 @@ def localize(client: Client, photo: Path | str, **changes) -> dict:
     params = {k: v for k, v in changes.items() if k not in DEFAULTS}
     out = client.predict(handle_file(str(photo)), *args.values(), *panel(args["method"], **params),
                          api_name="/localize")
-    names = ["boxed", "why", "top5", "summary", "annotator", "table", "voc", "coco"]
+    names = ["boxed", "why", "top5", "summary", "annotator", "table", "voc", "coco", "upright"]
     return dict(zip(names, out))
 
 
@@ -48,8 +48,9 @@ def accept(client: Client, annotator: dict, extra_boxes: list[dict] = ()) -> tup
     """Press Accept with the annotator's value as the browser sends it (colours as rgb() strings)."""
     value = annotator["value"]
     boxes = [dict(b, color="rgb({}, {}, {})".format(*b["color"])) for b in value["boxes"]] + list(extra_boxes)
-    table, voc_file, coco_file = client.predict(
+    table, voc_file, coco_file, upright = client.predict(
         {"image": handle_file(value["image"]), "boxes": boxes, "orientation": 0}, api_name="/accept")
+    assert upright["visible"] is False  # the examples are stored upright: no photo to download again
     return table["data"], voc_file["value"], coco_file["value"]
 
 

@@ -92,8 +92,8 @@ def test_class_choices_cover_imagenet_and_find_synonyms():
 def test_export_files_read_back_with_real_readers(tmp_path):
     boxes = [Box(0.0, 0.0, 4000.0, 2732.14, "drilling platform", 540, 0.42, "gradcam"),
              Box(1000.0, 750.0, 2000.0, 2250.0, "missile", 657, 1.0, "manual")]
-    voc_path, coco_path = localize.export_files(_photo(), boxes, tmp_path / "out")
-    assert voc_path.parent == coco_path.parent == tmp_path / "out"
+    voc_path, coco_path, upright = localize.export_files(_photo(), boxes, tmp_path / "out")
+    assert voc_path.parent == coco_path.parent == tmp_path / "out" and upright is None
     parsed = VOCDetection.parse_voc_xml(ET.parse(voc_path).getroot())["annotation"]
     assert parsed["filename"] == "big photo.jpg" and parsed["size"]["width"] == "4000"
     assert [(o["name"], [int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")]) for o in parsed["object"]] == [
@@ -103,6 +103,21 @@ def test_export_files_read_back_with_real_readers(tmp_path):
     assert [(coco.cats[a["category_id"]]["name"], a["bbox"]) for a in anns] == [
         ("drilling platform", [0.0, 0.0, 4000.0, 2732.14]), ("missile", [1000.0, 750.0, 1000.0, 1500.0])]
     assert coco.imgs[1]["width"] == 4000 and coco.imgs[1]["height"] == 3000
+
+
+def test_a_photo_stored_sideways_is_offered_upright_with_its_boxes(tmp_path):
+    stored = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 60 x 40, shown (and boxed) 40 x 60
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(stored, exif=exif)
+    box = Box(5.0, 10.0, 35.0, 50.0, "thing", 0, 1.0, "manual")
+    photo = localize.Photo(str(stored), "phone.jpg", 40, 60, 1.0, [box])
+    voc_path, _, upright = localize.export_files(photo, [box], tmp_path / "out")
+    with Image.open(upright) as img:
+        assert img.size == (40, 60) and img.getexif().get(0x0112, 1) == 1 and upright.name == "phone.jpg"
+    assert VOCDetection.parse_voc_xml(ET.parse(voc_path).getroot())["annotation"]["size"]["width"] == "40"
+    stored.unlink()  # Gradio's cache cleared: the boxes are still written
+    assert localize.export_files(photo, [box], tmp_path / "again")[2] is None
 
 
 def test_session_folder_is_temporary_and_removable():

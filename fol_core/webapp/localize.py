@@ -19,7 +19,7 @@ from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
 from ..imagenet import ImageNetClass, classes, rank
-from ..images import load_image
+from ..images import load_image, upright_bytes
 from ..methods import METHODS, Param, get_method
 from ..models import get_spec, is_trained_model, load_model
 from ..result import Box, Localization
@@ -221,10 +221,20 @@ def run_localize(path: str | None, model_name: str, method: str, class_mode: str
     )
 
 
-def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tuple[Path, Path]:
-    """The accepted boxes as Pascal VOC XML and COCO JSON in `out_dir`, in the photo's pixels."""
+def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tuple[Path, Path, Path | None]:
+    """The accepted boxes as Pascal VOC XML and COCO JSON in `out_dir`, in the photo's pixels; and, for a photo
+    stored sideways with an EXIF orientation, the photo written upright (else None): the boxes and sizes are the
+    upright photo's, which a reader that ignores EXIF would not see in the file as uploaded."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     item = AnnotatedImage(photo.file_name, photo.width, photo.height, list(boxes))
     stem = Path(photo.file_name).stem or "photo"
-    return voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json")
+    try:
+        upright = upright_bytes(Path(photo.path).read_bytes())
+    except OSError:  # the upload is gone (Gradio's cache is cleared after a day): the boxes are still written
+        upright = None
+    if upright is not None:
+        (out / "upright").mkdir(exist_ok=True)  # the photo's own name, beside nothing it could overwrite
+        (out / "upright" / Path(photo.file_name).name).write_bytes(upright)
+    return (voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json"),
+            None if upright is None else out / "upright" / Path(photo.file_name).name)
