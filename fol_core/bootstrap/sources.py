@@ -31,13 +31,13 @@ CSV_LABEL_COLUMNS = ("label", "class", "category")
 NEGATIVE_LABELS = frozenset({"background", "none", "negative", "negatives", "no_object", "no object", "nothing"})
 """Image labels that mean "none of the classes is in this photo": a negative for training, and no object (no box)
 for the pre-labeler."""
+SHOW_FIRST = 3
+"""How many examples a note about left-out rows or files names."""
 
 
 def is_negative(label: str | None) -> bool:
     """Whether an image label is one of NEGATIVE_LABELS (any case)."""
     return bool(label) and label.lower() in NEGATIVE_LABELS
-SHOW_FIRST = 3
-"""How many examples a note about left-out rows or files names."""
 
 
 class SourceError(UserError):

@@ -233,8 +233,9 @@ def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tup
         upright = upright_bytes(Path(photo.path).read_bytes())
     except OSError:  # the upload is gone (Gradio's cache is cleared after a day): the boxes are still written
         upright = None
+    turned = None
     if upright is not None:
-        (out / "upright").mkdir(exist_ok=True)  # the photo's own name, beside nothing it could overwrite
-        (out / "upright" / Path(photo.file_name).name).write_bytes(upright)
-    return (voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json"),
-            None if upright is None else out / "upright" / Path(photo.file_name).name)
+        turned = out / "upright" / Path(photo.file_name).name  # the photo's own name, in a folder of its own
+        turned.parent.mkdir(exist_ok=True)
+        turned.write_bytes(upright)
+    return voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json"), turned
