@@ -50,6 +50,14 @@ def test_saved_dataset_and_imagefolder_sources(tmp_path, examples_dir):
     src = open_source(spec, tmp_path / "project")
     assert sorted(i.label for i in src.items()) == ["cat", "cup"]
     assert (tmp_path / "project" / ".cache").is_dir()  # the Arrow cache stays in the project's folder
+    assert src.notes == []
+
+    # ImageNet's own file names hold "_val_": datasets then reads only those, as a validation split, unlabelled
+    shutil.copy(examples_dir / "rocket.jpg", folder / "cup" / "ILSVRC2012_val_00000001.JPEG")
+    src = open_source(source_spec(f"hf:{folder}", image_labels="folders"), tmp_path / "project2")
+    assert [i.key for i in src.items()] == ["validation/0"]
+    assert any("read 1 of its 3 images" in n and "without hf:" in n for n in src.notes)
+    assert any("has no label column" in n for n in src.notes)
 
 
 def test_folder_source_reads_links_inside_and_refuses_keys_that_climb_out(tmp_path, examples_dir):

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from ..errors import UserError, line
-from ..images import IMAGE_SUFFIXES, load_image
+from ..images import IMAGE_SUFFIXES, image_files, load_image
 from ..paths import UnsafePathError, extract_zip
 from ..result import clean_label
 
@@ -207,6 +207,12 @@ class DatasetSource(Source):
             self.splits = {s: loaded[s] for s in splits}
         else:
             self.splits = {split or "train": loaded}
+        if mode == "imagefolder" and not split:
+            read, there = sum(len(d) for d in self.splits.values()), len(image_files(path))
+            if read < there:  # `datasets` keeps only the files whose paths name a split, once any does
+                self.notes.append(line(f"{path}: datasets' imagefolder read {read} of its {there} images (it takes "
+                                       "train/val/test in file and folder names as splits): give the folder without "
+                                       "hf: to read every image"))
         first = next(iter(self.splits.values()))
         if mode == "parquet" and not any(isinstance(f, datasets.Image) for f in first.features.values()):
             # Parquet from elsewhere: the first column of raw bytes holds the encoded images
@@ -226,6 +232,9 @@ class DatasetSource(Source):
             self.label_column = image_labels if image_labels in feats else (class_cols or label_cols or [None])[0]
             if image_labels.endswith(".csv"):
                 self.label_column = None
+            elif self.label_column is None:  # asked for, and nothing to read them from: say so
+                self.notes.append(line(f"{path}: the dataset has no label column (a ClassLabel, or one named "
+                                       f"{'/'.join(CSV_LABEL_COLUMNS)}): its images carry no image-level label"))
         self._csv = image_labels if image_labels and image_labels.endswith(".csv") else None
 
     def _label(self, ds, row: dict) -> str | None:
