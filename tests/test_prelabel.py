@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import datasets
+import pytest
 from conftest import MAP
 from pycocotools.coco import COCO
 
 from fol_core.bootstrap import export as exp
-from fol_core.bootstrap.prelabel import open_run, run_prelabel
+from fol_core.bootstrap.prelabel import open_run, prelabel_folder, run_prelabel
+from fol_core.bootstrap.project import ProjectError, run_lock
 from fol_core.imagenet import resolve_class
 from fol_core.labelmap import LabelMap
 
@@ -133,8 +137,6 @@ def test_prelabel_bench_runs_each_method_with_the_options_given(tmp_path, exampl
 
 
 def test_an_image_labelled_background_gets_no_box_and_an_unknown_label_a_note(tmp_path, examples_dir, model):
-    from fol_core.bootstrap.prelabel import prelabel_folder
-
     for folder, name in (("Background", "coffee.png"), ("raccoon", "chelsea.png"), ("cup", "coffee.png")):
         (tmp_path / "src" / folder).mkdir(parents=True)
         shutil.copy(examples_dir / name, tmp_path / "src" / folder / name)
@@ -146,4 +148,20 @@ def test_an_image_labelled_background_gets_no_box_and_an_unknown_label_a_note(tm
     assert recs["raccoon/chelsea.png"].stage == "proposed"  # an unknown label: pre-labeled as unlabelled
     (note,) = summary.notes
     assert "1 image(s) carry a label the map does not know (1 label(s): 'raccoon')" in note and "train" in note
+    project.close()
+
+
+def test_a_second_run_on_a_project_in_use_is_refused_and_leaves_it_whole(tmp_path, examples_dir, model):
+    """Two runs at once (a double click, two tabs, the CLI beside the app) would extract the same upload and could
+    remove the project under each other: the second is refused in one line, across processes too."""
+    out = tmp_path / "p"
+    with run_lock(out):  # as another run holds it
+        with pytest.raises(ProjectError, match="p is being pre-labeled or improved by another run"):
+            prelabel_folder(str(examples_dir), out, method="cam", model=model)
+        cli = subprocess.run([sys.executable, "-m", "fol_core", "prelabel", str(examples_dir), "--out", str(out),
+                              "--method", "cam"], capture_output=True, text=True, timeout=300, check=False)
+        assert cli.returncode == 2 and "being pre-labeled or improved by another run" in cli.stderr
+        assert not out.exists()  # the refused runs made nothing
+    project, summary, new = prelabel_folder(str(examples_dir), out, method="cam", model=model)
+    assert new == summary.done == 4
     project.close()

@@ -37,7 +37,7 @@ from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model
 from ..result import Box, Localization
-from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker
+from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker, run_lock
 from .sources import SHOW_FIRST, Source, SourceError, is_negative, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
@@ -357,8 +357,10 @@ def prelabel_folder(
     """The app's pre-label run: a label map as text (empty: keep the project's, else ImageNet's names),
     then open or resume the project and pre-label it. Returns (project, summary, images new to the project)."""
     label_map = LabelMap.parse(labels_text) if labels_text and labels_text.strip() else None
-    project, new = open_run(source, str(out), image_labels, overwrite=overwrite)
-    summary = run_prelabel(project, model or load_model(), method, label_map=label_map, limit=limit, progress=progress)
+    with run_lock(out):
+        project, new = open_run(source, str(out), image_labels, overwrite=overwrite)
+        summary = run_prelabel(project, model or load_model(), method, label_map=label_map, limit=limit,
+                               progress=progress)
     return project, summary, new
 
 
@@ -459,10 +461,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             print("error: --out is required (the project folder, e.g. exports/NAME)", file=sys.stderr)
             return 2
-        project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
+        with run_lock(args.out):
+            return _prelabel_into(args, model, params, label_map)
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _prelabel_into(args: argparse.Namespace, model: Classifier, params: dict, label_map: LabelMap | None) -> int:
+    """The CLI's run into --out, which the caller holds (run_lock)."""
+    project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
     counts = project.counts()
     print(f"{project.folder}: {counts['total']} images ({new} new), {counts['new']} to pre-label")
     bar = tqdm(total=min(counts["new"], args.limit or counts["new"]), desc="prelabel", unit="img")

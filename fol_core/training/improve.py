@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bootstrap.prelabel import LabelRequest, Progress, propose
-from ..bootstrap.project import Project, Review, Stage, open_project
+from ..bootstrap.project import Project, Review, Stage, open_project, run_lock
 from ..cli import whole
 from ..errors import UserError, about
 from ..evaluation.metrics import iou_matrix
@@ -153,6 +153,12 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
 def improve(project: Project, model: Classifier | None = None, method: str | None = None,
             progress: Progress | None = None, log: Callable[[str], None] = print) -> Learned:
     """Learn from the accepted boxes, then propose again for every image the reviewer has not decided on."""
+    with run_lock(project.folder):
+        return _improve(project, model, method, progress, log)
+
+
+def _improve(project: Project, model: Classifier | None, method: str | None, progress: Progress | None,
+             log: Callable[[str], None]) -> Learned:
     settings = project.meta("settings") or {}
     method = method or settings.get("method")
     if not method:
