@@ -12,11 +12,16 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .errors import UserError, line, one_line
 from .images import IMAGE_SUFFIXES
@@ -201,3 +206,29 @@ def copy_or_link(src: Path, dst: Path, link: bool = False) -> None:
         except OSError:
             pass
     shutil.copyfile(src, dst)
+
+
+class FolderBusyError(UserError):
+    """Another run is writing the folder; one line for the user."""
+
+
+@contextmanager
+def exclusive(folder: str | Path, doing: str) -> Iterator[None]:
+    """One run that writes `folder` (a pre-label or improve run into a project, a training into a model folder) at a
+    time, across threads and processes (a double click, two browser tabs, the CLI beside the app); a second is
+    refused at once with FolderBusyError ("NAME is being {doing} by another run"). Two at once would extract the
+    same upload or write the same checkpoint, and the one that made the folder could remove it under the other.
+    The lock file lives in the system's temp folder, named after the folder's path: nothing is written beside the
+    user's files."""
+    path = Path(folder).resolve()
+    key = hashlib.sha256(str(path).encode("utf-8")).hexdigest()[:24]
+    lock = FileLock(Path(tempfile.gettempdir()) / f"fol-run-{key}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderBusyError(f"{path.name} is being {doing} by another run: wait for it to end, then run again") \
+            from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -14,9 +14,9 @@ from pycocotools.coco import COCO
 
 from fol_core.bootstrap import export as exp
 from fol_core.bootstrap.prelabel import open_run, prelabel_folder, run_prelabel
-from fol_core.bootstrap.project import ProjectError, run_lock
 from fol_core.imagenet import resolve_class
 from fol_core.labelmap import LabelMap
+from fol_core.paths import FolderBusyError, exclusive
 
 CATS = {resolve_class(n) for n in ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")}
 
@@ -155,8 +155,8 @@ def test_a_second_run_on_a_project_in_use_is_refused_and_leaves_it_whole(tmp_pat
     """Two runs at once (a double click, two tabs, the CLI beside the app) would extract the same upload and could
     remove the project under each other: the second is refused in one line, across processes too."""
     out = tmp_path / "p"
-    with run_lock(out):  # as another run holds it
-        with pytest.raises(ProjectError, match="p is being pre-labeled or improved by another run"):
+    with exclusive(out, "held"):  # as another run holds it
+        with pytest.raises(FolderBusyError, match="p is being pre-labeled or improved by another run"):
             prelabel_folder(str(examples_dir), out, method="cam", model=model)
         cli = subprocess.run([sys.executable, "-m", "fol_core", "prelabel", str(examples_dir), "--out", str(out),
                               "--method", "cam"], capture_output=True, text=True, timeout=300, check=False)

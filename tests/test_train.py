@@ -34,6 +34,15 @@ def test_a_class_with_too_few_images_is_refused_in_one_line(labelled):
     assert "\n" not in str(exc.value)
 
 
+def test_a_model_folder_being_trained_is_not_trained_into_again(labelled, tmp_path, capsys):
+    from fol_core.paths import exclusive
+
+    out = tmp_path / "models" / "r"
+    with exclusive(out, "trained"):  # as another training holds it
+        assert main(["train", str(labelled), "--out", str(out), "--epochs", "1"]) == 2
+    assert "r is being trained by another run" in capsys.readouterr().err and not out.exists()
+
+
 def test_one_class_without_negatives_is_refused(labelled, tmp_path):
     shutil.rmtree(labelled / "background")
     code = main(["train", str(labelled), "--out", str(tmp_path / "models" / "r")])

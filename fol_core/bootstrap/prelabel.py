@@ -36,11 +36,14 @@ from ..images import IMAGE_SUFFIXES
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
 from ..models import Classifier, load_model
+from ..paths import exclusive
 from ..result import Box, Localization
-from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker, run_lock
+from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker
 from .sources import SHOW_FIRST, Source, SourceError, is_negative, open_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
+PROJECT_RUN = "pre-labeled or improved"
+"""What a project is being while a run holds it (`exclusive`): pre-label and improve runs exclude each other."""
 
 KEEP_SCORES = 10
 """Label scores kept per image (the best ones), for the review's display."""
@@ -357,7 +360,7 @@ def prelabel_folder(
     """The app's pre-label run: a label map as text (empty: keep the project's, else ImageNet's names),
     then open or resume the project and pre-label it. Returns (project, summary, images new to the project)."""
     label_map = LabelMap.parse(labels_text) if labels_text and labels_text.strip() else None
-    with run_lock(out):
+    with exclusive(out, PROJECT_RUN):
         project, new = open_run(source, str(out), image_labels, overwrite=overwrite)
         summary = run_prelabel(project, model or load_model(), method, label_map=label_map, limit=limit,
                                progress=progress)
@@ -461,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             print("error: --out is required (the project folder, e.g. exports/NAME)", file=sys.stderr)
             return 2
-        with run_lock(args.out):
+        with exclusive(args.out, PROJECT_RUN):
             return _prelabel_into(args, model, params, label_map)
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -469,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prelabel_into(args: argparse.Namespace, model: Classifier, params: dict, label_map: LabelMap | None) -> int:
-    """The CLI's run into --out, which the caller holds (run_lock)."""
+    """The CLI's run into --out, which the caller holds (exclusive)."""
     project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
     counts = project.counts()
     print(f"{project.folder}: {counts['total']} images ({new} new), {counts['new']} to pre-label")

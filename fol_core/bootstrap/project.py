@@ -13,11 +13,9 @@ journal of every review action.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from PIL import Image
 
 from ..errors import UserError
@@ -535,23 +532,3 @@ def open_project(folder: str | Path) -> Project:
     """An existing project (raises ProjectError with one line when the folder is not one)."""
     return Project(folder)
 
-
-@contextmanager
-def run_lock(folder: str | Path) -> Iterator[None]:
-    """One run that proposes boxes (pre-label, improve) per project folder at a time, across threads and processes
-    (a double click, two browser tabs, the CLI beside the app); a second is refused at once. Two at once would
-    extract the same upload, propose the same images twice, and the one that made the project could remove it
-    under the other. Reviewing goes on meanwhile: each decision is its own transaction. The lock file lives in
-    the system's temp folder, named after the folder's path, so nothing is written beside the user's files."""
-    path = Path(folder).resolve()
-    key = hashlib.sha256(str(path).encode("utf-8")).hexdigest()[:24]
-    lock = FileLock(Path(tempfile.gettempdir()) / f"fol-run-{key}.lock", timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ProjectError(f"{path.name} is being pre-labeled or improved by another run: wait for it to end, "
-                           "then run again (nothing is redone)") from None
-    try:
-        yield
-    finally:
-        lock.release()

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bootstrap.prelabel import LabelRequest, Progress, propose
-from ..bootstrap.project import Project, Review, Stage, open_project, run_lock
+from ..bootstrap.prelabel import PROJECT_RUN, LabelRequest, Progress, propose
+from ..bootstrap.project import Project, Review, Stage, open_project
 from ..cli import whole
 from ..errors import UserError, about
 from ..evaluation.metrics import iou_matrix
 from ..labelmap import LabelMap
 from ..methods import create_method, get_method
 from ..models import DEFAULT_MODEL, Classifier, load_model
+from ..paths import exclusive
 from ..result import Box
 
 HELP = "learn from the accepted boxes of a project and propose again for the images not reviewed yet"
@@ -153,7 +154,7 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
 def improve(project: Project, model: Classifier | None = None, method: str | None = None,
             progress: Progress | None = None, log: Callable[[str], None] = print) -> Learned:
     """Learn from the accepted boxes, then propose again for every image the reviewer has not decided on."""
-    with run_lock(project.folder):
+    with exclusive(project.folder, PROJECT_RUN):
         return _improve(project, model, method, progress, log)
 
 

@@ -35,6 +35,7 @@ from torchvision.transforms import v2
 
 from ..errors import UserError, about, one_line
 from ..models import CARD, WEIGHTS, Classifier, load_model, with_tuned_layers
+from ..paths import exclusive
 from .data import TrainingError, TrainingSet, load_training_set
 
 PARTIAL = ".partial"
@@ -219,7 +220,7 @@ def train(source: str | dict, out: str | Path, settings: Settings = Settings(), 
           overwrite: bool = False, restart: bool = False, progress: Progress | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train a model for the source's labelled images into the folder `out` (see the module's docstring)."""
-    with reuse_freed_memory():
+    with reuse_freed_memory(), exclusive(out, "trained"):
         return _train(source, out, settings, image_labels, overwrite, restart, progress, log)
 
 
