@@ -216,7 +216,7 @@ class FolderBusyError(UserError):
 def exclusive(folder: str | Path, doing: str) -> Iterator[None]:
     """One run that writes `folder` (a pre-label or improve run into a project, a training into a model folder) at a
     time, across threads and processes (a double click, two browser tabs, the CLI beside the app); a second is
-    refused at once with FolderBusyError ("NAME is being {doing} by another run"). Two at once would extract the
+    refused at once with FolderBusyError ("PARENT/NAME is being {doing} by another run"). Two at once would extract the
     same upload or write the same checkpoint, and the one that made the folder could remove it under the other.
     The lock file lives in the system's temp folder, named after the folder's path: nothing is written beside the
     user's files."""
@@ -226,8 +226,8 @@ def exclusive(folder: str | Path, doing: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise FolderBusyError(f"{path.name} is being {doing} by another run: wait for it to end, then run again") \
-            from None
+        raise FolderBusyError(f"{path.parent.name}/{path.name} is being {doing} by another run: wait for it to end, "
+                              "then run again") from None
     try:
         yield
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
 
 from fol_core.bootstrap import export as exp
+from fol_core.errors import UserError
 from fol_core.formats import yolo
 from fol_core.webapp import review
 
@@ -127,3 +129,25 @@ def test_a_photo_stored_sideways_is_exported_upright(tmp_path, examples_dir, mod
         ("turned.jpg", 600, 400), ("plain.jpg", 600, 400)}
     for row in datasets.load_from_disk(str(out["hf"])):
         assert row["image"].size == (row["width"], row["height"]) == (600, 400)
+
+
+def test_exports_at_once_into_one_folder_leave_one_whole_export(reviewed):
+    """A double click on Export: the first writes the folder, the others are refused in one line (they crashed
+    on each other's temporary folders before)."""
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(exp.export(reviewed, "hf"))
+        except UserError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [r for r in results if isinstance(r, Path)]
+    assert len(results) == 3 and done and all("is being exported by another run" in r for r in results
+                                              if not isinstance(r, Path))
+    assert len(datasets.load_from_disk(str(reviewed.folder / "hf"))) == len(reviewed.annotated(False))

@@ -25,7 +25,7 @@ from PIL import Image
 from ..errors import UserError, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
 from ..images import turned, upright_bytes
-from ..paths import copy_or_link
+from ..paths import copy_or_link, exclusive
 from .project import Project, open_project
 from .sources import FolderSource
 
@@ -106,10 +106,16 @@ def export(
     overwrite: bool = False,
     link: bool = False,
 ) -> Path:
-    """Export the accepted boxes (and, with include_proposals, the unreviewed proposals) in one format."""
+    """Export the accepted boxes (and, with include_proposals, the unreviewed proposals) in one format; one export
+    into a folder at a time (a second, e.g. a double click on Export, is refused in one line)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     dest = Path(dest) if dest else project.folder / fmt
+    with exclusive(dest, "exported"):
+        return _export(project, fmt, dest, include_proposals, overwrite, link)
+
+
+def _export(project: Project, fmt: str, dest: Path, include_proposals: bool, overwrite: bool, link: bool) -> Path:
     items = project.annotated(include_proposals)
     if not items:
         raise NothingToExport("nothing to export: no image is accepted yet"
