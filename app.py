@@ -86,25 +86,28 @@ def _pick_example(evt: gr.SelectData) -> tuple:
     return EXAMPLE_PHOTOS[evt.index], *_cleared()
 
 
-def _search_classes(query: str, selected: list | None) -> dict:
-    """The named-classes list narrowed to the search, best matches first (localize.rank_classes), keeping the
-    classes already chosen."""
-    ranked = localize.rank_classes(query or "")
+def _search_classes(query: str, selected: list | None, model_name: str) -> dict:
+    """The model's named-classes list narrowed to the search, best matches first (localize.rank_classes), keeping
+    the classes already chosen."""
+    ranked = localize.rank_classes(query or "", model_name)
     shown = {index for _, index in ranked}
-    kept = [choice for choice in localize.class_choices() if choice[1] in set(selected or ()) - shown]
+    kept = [choice for choice in localize.class_choices(model_name) if choice[1] in set(selected or ()) - shown]
     return gr.update(choices=ranked + kept)
 
 
 @handled
 def _on_model(model_name: str) -> list:
-    """Load the model (its message if it cannot be), and put its layers and defaults in the Advanced panel."""
-    note = ""
+    """Load the model (its message if it cannot be), offer its classes to name (a trained model's own, not
+    ImageNet's), and put its layers and defaults in the Advanced panel."""
+    note, named = "", gr.update(choices=localize.class_choices(), value=[], label=localize.classes_label(DEFAULT_MODEL))
     try:
         load_model(model_name)
+        named = gr.update(choices=localize.class_choices(model_name), value=[],
+                          label=localize.classes_label(model_name))
     except UserError as exc:
         gr.Warning(html.escape(one_line(exc)), title=f"{model_name} is not available")
         note = f"⚠️ {html.escape(one_line(exc))}"
-    return [note, *localize.model_defaults(model_name)]
+    return [note, named, *localize.model_defaults(model_name)]
 
 
 def _on_method(method: str) -> list:
@@ -183,10 +186,10 @@ def localize_tab() -> gr.Dropdown:
             method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
             class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
             topn = gr.Slider(2, 10, value=3, step=1, label="N: up to this many classes", visible=False)
-            search = gr.Textbox(label="Search the ImageNet classes (whole words first)", visible=False,
+            search = gr.Textbox(label="Search the classes (whole words first)", visible=False,
                                 placeholder="e.g. cup", elem_id="class-search")
             named = gr.Dropdown(localize.class_choices(), multiselect=True, filterable=True, visible=False,
-                                label="ImageNet classes (type to filter)", elem_id="named-classes")
+                                label=localize.classes_label(DEFAULT_MODEL), elem_id="named-classes")
             with gr.Accordion("Advanced", open=False):
                 groups, controls = [], []
                 for name in METHODS:
@@ -234,10 +237,10 @@ def localize_tab() -> gr.Dropdown:
     photo.clear(_cleared, None, results, api_visibility="private")
     examples.select(_pick_example, None, [photo, *results], api_visibility="private").then(
         _localize, request, results, api_visibility="private").then(None, js=SELECT_MODE_JS)
-    model.change(_on_model, model, [model_note, *model_controls], api_visibility="private")
+    model.change(_on_model, model, [model_note, named, *model_controls], api_visibility="private")
     method.change(_on_method, method, groups, api_visibility="private")
     class_mode.change(_on_class_mode, class_mode, [topn, search, named], api_visibility="private")
-    search.change(_search_classes, [search, named], named, api_visibility="private")
+    search.change(_search_classes, [search, named, model], named, api_visibility="private")
     run.click(_localize, request, results, api_name="localize").then(None, js=SELECT_MODE_JS)
     accept.click(_accept, [annotator, photo_state, workdir], [table, voc_file, coco_file, upright_file, workdir],
                  api_name="accept")

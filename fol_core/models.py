@@ -157,7 +157,8 @@ class Classifier:
         lowered = [n.lower() for n in self.class_names]
         if text.lower() in lowered:
             return lowered.index(text.lower())
-        raise UnknownClassError(f"{self.name} has no class {query!r}; its classes: {', '.join(self.class_names)}")
+        raise UnknownClassError(f"{Path(self.name).name} has no class {query!r}; its classes: "
+                                f"{', '.join(self.class_names)}")
 
     def layer(self, path: str) -> nn.Module:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -87,6 +88,20 @@ def test_class_choices_cover_imagenet_and_find_synonyms():
     choices = localize.class_choices()
     assert len(choices) == 1000 and len({v for _, v in choices}) == 1000
     assert ("tabby, tabby cat (281)", 281) in choices
+
+
+def test_a_trained_model_offers_its_own_classes_to_name(tmp_path):
+    """Not ImageNet's: "tench" (index 0) would silently have asked for the trained model's class 0."""
+    (tmp_path / "pets").mkdir()
+    (tmp_path / "pets" / "card.json").write_text(json.dumps({"classes": ["raccoon", "red panda"],
+                                                             "backbone": "efficientnet_lite0"}))
+    model = str(tmp_path / "pets")
+    assert localize.class_choices(model) == [("raccoon", 0), ("red panda", 1)]
+    assert localize.rank_classes("PANDA", model) == [("red panda", 1)] and localize.rank_classes("", model) == [
+        ("raccoon", 0), ("red panda", 1)]
+    assert localize.classes_label(model) == "Classes of pets"
+    assert len(localize.class_choices("efficientnet_lite0")) == 1000
+    assert localize.rank_classes("red panda")[0] == ("lesser panda, red panda, panda (387)", 387)
 
 
 def test_export_files_read_back_with_real_readers(tmp_path):

@@ -21,7 +21,7 @@ from ..formats import AnnotatedImage, coco, voc
 from ..imagenet import ImageNetClass, classes, rank
 from ..images import load_image, upright_bytes
 from ..methods import METHODS, Param, get_method
-from ..models import get_spec, is_trained_model, load_model
+from ..models import get_spec, is_trained_model, load_model, read_card
 from ..result import Box, Localization
 
 METHOD_CHOICES = [(m.title, name) for name, m in METHODS.items()]
@@ -83,16 +83,27 @@ def _choice(c: ImageNetClass) -> tuple[str, int]:
     return f"{', '.join(c.names[:3])} ({c.index})", c.index
 
 
-def class_choices() -> list[tuple[str, int]]:
-    """The 1000 ImageNet classes as (shown text, index): synonyms shown so that typing any of them finds it."""
+def class_choices(model_name: str | None = None) -> list[tuple[str, int]]:
+    """The classes a model can be asked for, as (shown text, index): a trained model's own, or the 1000 ImageNet
+    classes with synonyms shown so that typing any of them finds it."""
+    if model_name and is_trained_model(model_name):
+        return [(name, i) for i, name in enumerate(read_card(model_name)["classes"])]
     return [_choice(c) for c in classes()]
 
 
-def rank_classes(query: str) -> list[tuple[str, int]]:
-    """The classes matching `query` (imagenet.rank: best first) as class_choices' (shown text, index).
-
-    The dropdown's own filter keeps its choices' order, in which "cup" finds porcupine first."""
+def rank_classes(query: str, model_name: str | None = None) -> list[tuple[str, int]]:
+    """The classes matching `query`, best first, as class_choices' (shown text, index): imagenet.rank for ImageNet's
+    (the dropdown's own filter keeps its choices' order, in which "cup" finds porcupine first), a trained model's
+    own classes holding the query."""
+    if model_name and is_trained_model(model_name):
+        return [c for c in class_choices(model_name) if query.strip().lower() in c[0].lower()]
     return [_choice(c) for c in rank(query)]
+
+
+def classes_label(model_name: str) -> str:
+    """The named-classes list's title: whose classes it offers."""
+    trained = is_trained_model(model_name)
+    return f"Classes of {Path(model_name).name}" if trained else "ImageNet classes (type to filter)"
 
 
 @dataclass
