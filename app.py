@@ -357,7 +357,10 @@ def _open_review(name, order, status, request: gr.Request):
 def _decide(state, annotated, drawn, action):
     """Decide on the image the canvas shows: `drawn` is the token of the photo the browser drew (KEYS_JS)."""
     if annotated is None:
-        raise review.ProjectError("The image has not loaded yet: nothing was saved.")
+        if action != "accept" and (state or {}).get("unreadable"):  # nothing to see: it can still be passed over
+            return _review_outputs(review.decide(state, action))
+        raise review.ProjectError("The canvas shows no image (not loaded yet, or unreadable: see the note): nothing "
+                                  "was saved.")
     return _review_outputs(review.decide(review.need(state), action, annotated, drawn=drawn or ""))
 
 

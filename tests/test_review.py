@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from fol_core import annotator
+from fol_core.bootstrap import export as exp
+from fol_core.bootstrap.prelabel import prelabel_folder
 from fol_core.bootstrap.project import ProjectError
 from fol_core.result import Box
 from fol_core.webapp import review
@@ -152,3 +155,28 @@ def test_export_names_the_folders_only_on_a_local_run(prelabeled, tmp_path):
     public, files = review.export(state, ["voc", "coco"], False, False, tmp_path / "public", show_paths=False)
     assert public == f"{done} as Pascal VOC, COCO JSON: download the zips below."
     assert sorted(Path(f).name for f in files) == ["demo project-coco.zip", "demo project-voc.zip"]
+
+
+def test_an_image_gone_from_the_source_can_be_passed_over_and_is_not_exported(tmp_path, examples_dir, model):
+    """Moved or deleted after pre-labeling: its reason instead of a canvas, reject and skip still work, and an
+    export refuses to write boxes for an image it does not have."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(examples_dir / name, src / name)
+    project, _, _ = prelabel_folder(str(src), tmp_path / "p", method="cam", model=model)
+    state = review.start(project.folder, "name", "all")
+    review.decide(state, "accept", review.current(state).annotator, advance=False)  # chelsea
+    (src / "chelsea.png").unlink()
+    review.forget(project.folder)  # as a new session would open it
+    state = review.start(project.folder, "name", "all")
+    view = review.current(state)
+    assert view.annotator is None and view.token == "" and view.position == "1 / 2"
+    assert "chelsea.png: no longer in the project's source (moved or deleted?)" in view.info
+    assert review.enter(state, view)["unreadable"]
+    with pytest.raises(exp.ExportError, match=r"1 image\(s\) to export are no longer in the project's source .*: "
+                                              "chelsea.png; put them back, or reject them"):
+        exp.export(review.get_project(project.folder), "coco")
+    state = review.decide(state, "reject")
+    assert review.current(state).annotator is not None  # coffee, still readable
+    assert review.get_project(project.folder).counts()["rejected"] == 1

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import UserError, one_line
+from ..errors import UserError, about, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
 from ..images import turned, upright_bytes
 from ..paths import copy_or_link, exclusive
 from .project import Project, open_project
-from .sources import FolderSource
+from .sources import SHOW_FIRST, FolderSource
 
 FORMATS = {"voc": voc, "coco": coco, "yolo": yolo, "hf": hf}
 """Each format's module (its write_dataset owns its layout)."""
@@ -54,16 +54,25 @@ class ProjectImages:
         self.keys = {a.file_name: rec.key for rec, a in items}
         self.link = link
 
+    def missing(self) -> list[str]:
+        """The file names whose image a folder source no longer holds (moved or deleted since pre-labeling)."""
+        if not isinstance(self.source, FolderSource):
+            return []
+        return [name for name, key in self.keys.items() if not self.source.path(key).is_file()]
+
     def read(self, item: AnnotatedImage) -> bytes:
         data = self.source.read_bytes(self.keys[item.file_name])
         return upright_bytes(data) or data
 
     def copy(self, item: AnnotatedImage, target: Path) -> None:
         key = self.keys[item.file_name]
-        if isinstance(self.source, FolderSource) and not _turned(self.source.path(key)):
-            copy_or_link(self.source.path(key), target, self.link)
-        else:
-            target.write_bytes(self.read(item))
+        try:
+            if isinstance(self.source, FolderSource) and not _turned(self.source.path(key)):
+                copy_or_link(self.source.path(key), target, self.link)
+            else:
+                target.write_bytes(self.read(item))
+        except OSError as exc:  # gone while exporting: the export stops, the last whole one stays
+            raise ExportError(about(item.file_name, exc)) from None
 
 
 def _turned(path: Path) -> bool:
@@ -122,6 +131,10 @@ def _export(project: Project, fmt: str, dest: Path, include_proposals: bool, ove
                               + ("" if include_proposals else " (or include the proposals)"))
     write = FORMATS[fmt].write_dataset
     annotated, categories, images = [a for _, a in items], project.labels(), ProjectImages(project, items, link)
+    if gone := images.missing():  # an export without them would hold boxes for images it does not have
+        first = ", ".join(gone[:SHOW_FIRST]) + (", ..." if len(gone) > SHOW_FIRST else "")
+        raise ExportError(f"{len(gone)} image(s) to export are no longer in the project's source (moved or deleted?): "
+                          f"{first}; put them back, or reject them in the review, then export again")
     replace_whole = check_destination(dest, project, overwrite)
     marker = {"project": project.id, "format": fmt, "images": len(items), "exported": time.time(),
               "include_proposals": include_proposals}

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from ..errors import UserError, line
+from ..errors import UserError, about, line
 from ..images import IMAGE_SUFFIXES, image_files, load_image
 from ..paths import UnsafePathError, extract_zip
 from ..result import clean_label
@@ -69,8 +69,15 @@ class Source:
         raise NotImplementedError
 
     def open(self, key: str) -> Image.Image:
-        """The image as upright RGB (raises ImageError with a one-line reason)."""
-        return load_image(self.read_bytes(key), name=key)
+        """The image as upright RGB (raises ImageError or SourceError with a one-line reason)."""
+        try:
+            data = self.read_bytes(key)
+        except FileNotFoundError:  # the project keeps its boxes, not its images: say where they went
+            raise SourceError(f"{key}: no longer in the project's source (moved or deleted?): put it back to see it"
+                              ) from None
+        except OSError as exc:
+            raise SourceError(about(key, exc)) from None
+        return load_image(data, name=key)
 
 
 def read_label_csv(path: str | Path) -> dict[str, str]:

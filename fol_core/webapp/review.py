@@ -24,6 +24,7 @@ from ..annotator import display_copy, display_scale, from_annotator, to_annotato
 from ..bootstrap.export import ExportError, export_all, zip_export
 from ..bootstrap.prelabel import Progress
 from ..bootstrap.project import MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
+from ..errors import UserError, one_line
 from ..paths import relative_parts
 from ..training.improve import improve
 from . import workdir
@@ -162,7 +163,9 @@ def current(state: dict) -> View:
     """The image at the session's position, its boxes in display pixels, and the counts.
 
     The display copy is written once per image into the session's display folder (state["display"], made
-    here on first use) and handed to the annotator by path, its name being the image's token."""
+    here on first use) and handed to the annotator by path, its name being the image's token. An image that can
+    no longer be read (its source moved or deleted) is shown as its reason, with no canvas to decide on: the
+    queue goes on past it."""
     project = get_project(state["project"])
     counts = project.counts()
     if not state["ids"]:
@@ -172,22 +175,28 @@ def current(state: dict) -> View:
     if not state.get("display"):
         state["display"] = workdir()
     path = Path(state["display"]) / f"{token}.jpg"
+    position = f"{state['pos'] + 1} / {len(state['ids'])}"
     if path.is_file():
         scale = display_scale(rec.width or 0, rec.height or 0)
     else:
-        shown, scale = display_copy(project.source().open(rec.key))
+        try:
+            shown, scale = display_copy(project.source().open(rec.key))
+        except UserError as exc:
+            return View(rec, None, 1.0, f"⚠️ {one_line(exc)}  \n{describe(rec)}", counts, position)  # no canvas
         shown.convert("RGB").save(path, quality=92)
     boxes = rec.current_boxes()
     return View(
         rec, {"image": str(path), "boxes": numbered(to_annotator(boxes, scale))}, scale, describe(rec), counts,
-        f"{state['pos'] + 1} / {len(state['ids'])}", token,
+        position, token,
     )
 
 
 def enter(state: dict, view: View) -> dict:
-    """The session at the view's image: its boxes as shown, no edits yet, the first box selected."""
+    """The session at the view's image: its boxes as shown, no edits yet, the first box selected; `unreadable` when
+    the image could not be read (it may then be rejected or skipped with no canvas, never accepted)."""
     boxes = plain(view.annotator["boxes"]) if view.annotator else []
-    return {**state, "image": view.token, "boxes": boxes, "edits": [], "sel": 0}
+    unreadable = view.annotator is None and view.record is not None
+    return {**state, "image": view.token, "boxes": boxes, "edits": [], "sel": 0, "unreadable": unreadable}
 
 
 def numbered(dicts: list[dict]) -> list[dict]:
