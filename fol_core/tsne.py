@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .draw import fit_text, font
 from .errors import UserError, about, one_line
 from .imagenet import classes
-from .images import IMAGE_SUFFIXES, ImageError, image_files, load_image
+from .images import IMAGE_SUFFIXES, image_files, load_image
 from .labelmap import LabelMap, load_label_map
 from .methods.base import class_probs
 from .models import Classifier
@@ -153,7 +153,7 @@ def extract_features(paths: Sequence[str | Path], model: Classifier, batch_size:
             for path in paths[start:start + batch_size]:
                 try:
                     image = open_image(path)
-                except (ImageError, OSError, ValueError) as exc:  # a source's errors are ValueErrors too
+                except (UserError, OSError, ValueError) as exc:  # unreadable, gone from a project's source, ...
                     why = f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else about(path, exc)
                     skipped.append(why)
                     bar.write(f"skipped {why}", file=sys.stderr)

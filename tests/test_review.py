@@ -13,6 +13,7 @@ from fol_core.bootstrap import export as exp
 from fol_core.bootstrap.prelabel import prelabel_folder
 from fol_core.bootstrap.project import ProjectError
 from fol_core.result import Box
+from fol_core.tsne import extract_features
 from fol_core.webapp import review
 
 
@@ -177,6 +178,9 @@ def test_an_image_gone_from_the_source_can_be_passed_over_and_is_not_exported(tm
     with pytest.raises(exp.ExportError, match=r"1 image\(s\) to export are no longer in the project's source .*: "
                                               "chelsea.png; put them back, or reject them"):
         exp.export(review.get_project(project.folder), "coco")
+    features = extract_features(["chelsea.png", "coffee.png"], model, progress=False,
+                                opener=review.get_project(project.folder).open)  # the Dataset map's reading
+    assert features.paths == ["coffee.png"] and "chelsea.png: no longer in the project's source" in features.skipped[0]
     state = review.decide(state, "reject")
     assert review.current(state).annotator is not None  # coffee, still readable
     assert review.get_project(project.folder).counts()["rejected"] == 1
