@@ -741,6 +741,9 @@ button[aria-label^="Rotate"] { display: none !important; }
 }
 """
 
+HOLDS_WORK_JS = "() => { window.folHoldsWork = true; }"
+"""Run when this tab made a project or a model that is deleted with its session (not on a shared run)."""
+
 SELECT_MODE_JS = """() => {
   if (document.activeElement && document.activeElement.tagName === "BUTTON") document.activeElement.blur();
   setTimeout(() => document.querySelectorAll('button[aria-label="Drag boxes"]').forEach(
@@ -753,6 +756,11 @@ rather than pressing it again), and make sure the Review canvas draws the new ph
 
 KEYS_JS = """<script>
 (() => {
+  // A browser session's own projects and models go when its tab closes (a public server): ask first, once any
+  // were made (HOLDS_WORK_JS), so that a reload by mistake does not lose a visitor's reviewing.
+  window.addEventListener("beforeunload", (e) => {
+    if (window.folHoldsWork) { e.preventDefault(); e.returnValue = "leave"; }  // the text is the browser's own
+  });
   // Which review photo the canvas drew: display copies are named by token (review.image_token); the annotator
   // loads each into a new Image, so the last one requested that has loaded is the one on the canvas.
   const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
@@ -813,7 +821,7 @@ KEYS_JS = """<script>
 })();
 </script>"""
 """The Review tab's keyboard shortcuts (review.SHORTCUTS): each clicks its button; keys typed into a text box
-or the annotator's label dialog are left alone."""
+or the annotator's label dialog are left alone. Also the question before leaving a tab whose work would go with it."""
 
 
 def build_app() -> gr.Blocks:
@@ -835,6 +843,9 @@ def build_app() -> gr.Blocks:
                 trained = train_tab()
         trained.success(_model_lists, models, models, api_visibility="private")
         prelabeled.success(_prelabeled, name, projects, api_visibility="private")
+        if not ACCESS.shared:  # the tab's projects and models go with it: ask before leaving
+            for made in (prelabeled, trained):
+                made.success(None, js=HOLDS_WORK_JS)
         review_page.select(_project_choices, projects, projects, api_visibility="private")
         demo.load(_model_lists, models, models, api_visibility="private")
         with gr.Accordion("How it works", open=False):

@@ -104,3 +104,38 @@ def test_prelabel_review_and_export_in_the_browser(page, server, tmp_path):
     (ann,) = api.loadAnns(api.getAnnIds())
     assert ann["bbox"][0] == pytest.approx(moved.x0, abs=0.01) and api.loadImgs(ann["image_id"])[0]["file_name"] == "chelsea.png"
     project.close()
+
+
+def test_a_tab_holding_its_own_project_asks_before_it_is_left(page, tmp_path, examples_dir):
+    """On a public server a tab's projects go with it when it closes: once it has made one, leaving asks first."""
+    import app
+
+    photos = tmp_path / "pets"
+    photos.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(examples_dir / name, photos / name)
+    archive = shutil.make_archive(str(tmp_path / "pets"), "zip", photos)
+    saved, port = app.ACCESS, free_port()
+    demo = app.serve("127.0.0.1", port, shared_projects=False, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    context = page.context.browser.new_context(viewport={"width": 1366, "height": 1000})  # the module's browser
+    try:
+        tab = context.new_page()
+        asked: list[str] = []
+        tab.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+        tab.goto(url)
+        tab.get_by_role("tab", name="Pre-label").click()  # a visit with clicks, and nothing made
+        tab.goto("about:blank")
+        assert asked == []
+        tab.goto(url)
+        tab.get_by_role("tab", name="Pre-label").click()
+        tab.set_input_files("#prelabel-zip input[type=file]", archive)
+        tab.locator("#prelabel-method").get_by_label("CAM", exact=True).check()
+        tab.click("#prelabel-button")
+        expect(tab.locator("#prelabel-result")).to_contain_text("2 images in", timeout=300_000)
+        tab.goto("about:blank")
+        assert asked == ["beforeunload"]
+    finally:
+        context.close()
+        demo.close()
+        app.ACCESS = saved
