@@ -214,10 +214,11 @@ class FolderBusyError(UserError):
 
 @contextmanager
 def exclusive(folder: str | Path, doing: str) -> Iterator[None]:
-    """One run that writes `folder` (a pre-label or improve run into a project, a training into a model folder) at a
-    time, across threads and processes (a double click, two browser tabs, the CLI beside the app); a second is
-    refused at once with FolderBusyError ("PARENT/NAME is being {doing} by another run"). Two at once would extract the
-    same upload or write the same checkpoint, and the one that made the folder could remove it under the other.
+    """One run that writes `folder` at a time (a pre-label or improve run into a project, a training into a model
+    folder, an export into its folder), across threads and processes (a double click, two browser tabs, the CLI
+    beside the app); a second is refused at once with FolderBusyError ("PARENT/NAME is being {doing} by another
+    run"). Two at once would extract the same upload or write the same checkpoint or export, and the one that made
+    the folder could remove it under the other.
     The lock file lives in the system's temp folder, named after the folder's path: nothing is written beside the
     user's files."""
     path = Path(folder).resolve()

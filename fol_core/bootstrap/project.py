@@ -531,4 +531,3 @@ def _describe(source: dict | None) -> str:
 def open_project(folder: str | Path) -> Project:
     """An existing project (raises ProjectError with one line when the folder is not one)."""
     return Project(folder)
-
