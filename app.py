@@ -261,8 +261,13 @@ def _project_choices(value: str | None, request: gr.Request) -> dict:
 
 
 def _prelabeled(name: str, request: gr.Request) -> dict:
-    """The Review tab's project list after a pre-label run, the project just made chosen: the next click is Open."""
-    return _project_choices(review.project_folder(_projects(request), name).name, request)
+    """The Review tab's project list after a pre-label run, the project just made chosen: the next click is Open
+    (none chosen if the name box was emptied meanwhile)."""
+    try:
+        made = review.project_folder(_projects(request), name).name
+    except UserError:
+        made = None
+    return _project_choices(made, request)
 
 
 def _end_session(request: gr.Request) -> None:
