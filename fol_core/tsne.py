@@ -220,7 +220,11 @@ def assign_labels(probs: np.ndarray, label_map: LabelMap | None = None
 def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMap | None = None, max_iter: int = 1000,
               batch_size: int = BATCH, thumb: int = THUMB, progress: bool = True, opener: Opener | None = None
               ) -> DatasetMap:
-    """Features, t-SNE and labels for these images; raises MapError when too few of them can be read."""
+    """Features, t-SNE and labels for these images; raises MapError when too few of them can be read, or when the
+    label map names another model's classes (checked before any work)."""
+    if label_map is not None and not label_map.fits(model):
+        kind = "a trained model's" if label_map.model_classes else "ImageNet's"
+        raise MapError(f"the label map names {kind} classes, not those of {Path(model.name).name}: map without it")
     t0 = time.perf_counter()
     f = extract_features(paths, model, batch_size, thumb, progress, opener)
     t1 = time.perf_counter()

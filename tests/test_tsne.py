@@ -16,12 +16,13 @@ from PIL import Image, ImageOps
 
 from fol_core.cli import main
 from fol_core.draw import hex_colour
-from fol_core.labelmap import load_label_map
+from fol_core.labelmap import LabelMap, load_label_map
 from fol_core.tsne import (
     LEGEND_COLOURS,
     NO_LABEL,
     NO_LABEL_COLOUR,
     DatasetMap,
+    MapError,
     assign_labels,
     auto_size,
     build_map,
@@ -253,3 +254,8 @@ def test_the_legend_groups_have_distinct_colours_in_the_frames_legend_and_scatte
     assert picture.shape == (400, 400 + 400 // 3, 3)
     legend_pixels = {tuple(c) for c in picture[:, 400:].reshape(-1, 3)}
     assert set(LEGEND_COLOURS[:len(legend) - 1]) <= legend_pixels  # each group's swatch is drawn
+
+
+def test_a_label_map_of_another_models_classes_is_refused_before_any_work(model, examples_dir):
+    with pytest.raises(MapError, match="the label map names a trained model's classes, not those of efficientnet_lite0"):
+        build_map([examples_dir / "chelsea.png"], model, LabelMap.for_classes(["raccoon"]))
