@@ -154,6 +154,13 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
 
     with pytest.raises(UserError, match="the classes of raccoon, the model it was pre-labeled with"):  # not a crash
         prelabel_tab.run(tmp_path / "exports", None, archive, "mine", "", "none", None, "cam", 0, False)
+    from fol_core.models import load_model
+    from fol_core.training.improve import improve
+
+    project = open_project(tmp_path / "exports" / "mine")
+    with pytest.raises(UserError, match="pre-labeled with: improve it with that model"):
+        improve(project, load_model("efficientnet_lite0"))
+    project.close()
 
     # the Dataset map tab on that project: its model is offered first; the ImageNet model's map drops the labels
     from fol_core import webapp

@@ -307,10 +307,7 @@ def run_prelabel(
     if label_map is not None:
         project.set_label_map(label_map)
     lm = project.label_map
-    if not lm.fits(model):  # the project's labels are another (trained) model's classes
-        used = Path((project.meta("settings") or {}).get("model") or "another model").name
-        raise UserError(f"this project's labels are the classes of {used}, the model it was pre-labeled with: carry "
-                        f"on with that model, or give {Path(model.name).name} a label map")
+    require_fit(project, lm, model, f"carry on with that model, or give {Path(model.name).name} a label map")
     project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
     m = create_method(method, model, **(params or {}))
     todo = project.todo(limit)
@@ -327,6 +324,16 @@ def run_prelabel(
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
+
+
+def require_fit(project: Project, label_map: LabelMap, model: Classifier, advice: str) -> None:
+    """Refuse, in one line ending with `advice`, a model whose classes the project's labels do not name (a trained
+    model's project proposed again with the ImageNet model, or the other way round): its scores would be nonsense,
+    or not fit at all."""
+    if not label_map.fits(model):
+        used = Path((project.meta("settings") or {}).get("model") or "another model").name
+        raise UserError(f"this project's labels are the classes of {used}, the model it was pre-labeled with: "
+                        f"{advice}")
 
 
 def unknown_labels(records: list, label_map: LabelMap) -> list[str]:

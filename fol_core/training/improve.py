@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bootstrap.prelabel import PROJECT_RUN, LabelRequest, Progress, propose
+from ..bootstrap.prelabel import PROJECT_RUN, LabelRequest, Progress, propose, require_fit
 from ..bootstrap.project import Project, Review, Stage, open_project
 from ..cli import whole
 from ..errors import UserError, about
@@ -167,6 +167,7 @@ def _improve(project: Project, model: Classifier | None, method: str | None, pro
     model = model or load_model(settings.get("model") or DEFAULT_MODEL)
     params = dict(settings.get("params") or {}) if method == settings.get("method") else {}
     label_map = project.label_map
+    require_fit(project, label_map, model, "improve it with that model (the default)")
     learned = learn(project, model, method, params, label_map)
     log(learned.line())
     if learned.param:
