@@ -99,14 +99,13 @@ def _search_classes(query: str, selected: list | None, model_name: str) -> dict:
 def _on_model(model_name: str) -> list:
     """Load the model (its message if it cannot be), offer its classes to name (a trained model's own, not
     ImageNet's), and put its layers and defaults in the Advanced panel."""
-    note, named = "", gr.update(choices=localize.class_choices(), value=[], label=localize.classes_label(DEFAULT_MODEL))
+    note, offered = "", model_name
     try:
         load_model(model_name)
-        named = gr.update(choices=localize.class_choices(model_name), value=[],
-                          label=localize.classes_label(model_name))
     except UserError as exc:
         gr.Warning(html.escape(one_line(exc)), title=f"{model_name} is not available")
-        note = f"⚠️ {html.escape(one_line(exc))}"
+        note, offered = f"⚠️ {html.escape(one_line(exc))}", DEFAULT_MODEL
+    named = gr.update(choices=localize.class_choices(offered), value=[], label=localize.classes_label(offered))
     return [note, named, *localize.model_defaults(model_name)]
 
 

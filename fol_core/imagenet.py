@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -51,22 +52,29 @@ def _lookup() -> dict[str, int]:
     return table
 
 
-def rank(query: str) -> list[ImageNetClass]:
-    """The classes matching `query`, best first: a name (or the index) that is the query, then the query as a
-    whole word of a name ("cup" in "measuring cup", "cat" in "tiger cat"), then as a word's start, then anywhere
-    ("porcupine", "bullfrog, Rana catesbeiana"); ties in ImageNet's order. All classes for an empty query."""
+def rank_names(query: str, entries: Sequence[Sequence[str]]) -> list[int]:
+    """The positions of the entries (each a class's names) matching `query`, best first: a name that is the query,
+    then the query as a whole word of a name ("cup" in "measuring cup", "cat" in "tiger cat"), then as a word's
+    start, then anywhere ("porcupine", "bullfrog, Rana catesbeiana"); ties in the entries' order. All of them for
+    an empty query. ImageNet's classes (`rank`) and a trained model's own are searched alike."""
     q = " ".join(query.lower().split())
     if not q:
-        return list(classes())
+        return list(range(len(entries)))
     whole, start = re.compile(rf"\b{re.escape(q)}\b"), re.compile(rf"\b{re.escape(q)}")
     ranked = []
-    for c in classes():
-        names = [n.lower() for n in c.names] + [str(c.index)]
+    for i, entry in enumerate(entries):
+        names = [n.lower() for n in entry]
         tier = (0 if q in names else 1 if any(whole.search(n) for n in names)
                 else 2 if any(start.search(n) for n in names) else 3 if any(q in n for n in names) else None)
         if tier is not None:
-            ranked.append((tier, c.index, c))
-    return [c for *_, c in sorted(ranked, key=lambda r: r[:2])]
+            ranked.append((tier, i))
+    return [i for _, i in sorted(ranked)]
+
+
+def rank(query: str) -> list[ImageNetClass]:
+    """The ImageNet classes matching `query` (by a name or the index), best first (`rank_names`)."""
+    every = classes()
+    return [every[i] for i in rank_names(query, [[*c.names, str(c.index)] for c in every])]
 
 
 class UnknownClassError(UserError):

@@ -20,11 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from ..errors import UserError, about, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
-from ..images import turned, upright_bytes
+from ..images import stored_turned, upright_bytes
 from ..paths import copy_or_link, exclusive
 from .project import Project, open_project
 from .sources import SHOW_FIRST, FolderSource
@@ -67,21 +65,12 @@ class ProjectImages:
     def copy(self, item: AnnotatedImage, target: Path) -> None:
         key = self.keys[item.file_name]
         try:
-            if isinstance(self.source, FolderSource) and not _turned(self.source.path(key)):
+            if isinstance(self.source, FolderSource) and not stored_turned(self.source.path(key)):
                 copy_or_link(self.source.path(key), target, self.link)
             else:
                 target.write_bytes(self.read(item))
         except OSError as exc:  # gone while exporting: the export stops, the last whole one stays
             raise ExportError(about(item.file_name, exc)) from None
-
-
-def _turned(path: Path) -> bool:
-    """Whether the photo file carries an EXIF orientation to apply (its header only is read)."""
-    try:
-        with Image.open(path) as img:
-            return turned(img)
-    except (OSError, SyntaxError, ValueError):
-        return False
 
 
 def check_destination(dest: Path, project: Project, overwrite: bool) -> bool:

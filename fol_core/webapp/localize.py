@@ -18,8 +18,8 @@ from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, hex
 from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
-from ..imagenet import ImageNetClass, classes, rank
-from ..images import load_image, upright_bytes
+from ..imagenet import ImageNetClass, classes, rank, rank_names
+from ..images import load_image, stored_turned, upright_bytes
 from ..methods import METHODS, Param, get_method
 from ..models import get_spec, is_trained_model, load_model, read_card
 from ..result import Box, Localization
@@ -92,11 +92,11 @@ def class_choices(model_name: str | None = None) -> list[tuple[str, int]]:
 
 
 def rank_classes(query: str, model_name: str | None = None) -> list[tuple[str, int]]:
-    """The classes matching `query`, best first, as class_choices' (shown text, index): imagenet.rank for ImageNet's
-    (the dropdown's own filter keeps its choices' order, in which "cup" finds porcupine first), a trained model's
-    own classes holding the query."""
+    """The model's classes matching `query`, best first (imagenet.rank_names), as class_choices' (shown text,
+    index): the dropdown's own filter keeps its choices' order, in which "cup" finds porcupine first."""
     if model_name and is_trained_model(model_name):
-        return [c for c in class_choices(model_name) if query.strip().lower() in c[0].lower()]
+        choices = class_choices(model_name)
+        return [choices[i] for i in rank_names(query, [[name] for name, _ in choices])]
     return [_choice(c) for c in rank(query)]
 
 
@@ -240,13 +240,11 @@ def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tup
     out.mkdir(parents=True, exist_ok=True)
     item = AnnotatedImage(photo.file_name, photo.width, photo.height, list(boxes))
     stem = Path(photo.file_name).stem or "photo"
-    try:
-        upright = upright_bytes(Path(photo.path).read_bytes())
-    except OSError:  # the upload is gone (Gradio's cache is cleared after a day): the boxes are still written
-        upright = None
     turned = None
-    if upright is not None:
-        turned = out / "upright" / Path(photo.file_name).name  # the photo's own name, in a folder of its own
-        turned.parent.mkdir(exist_ok=True)
-        turned.write_bytes(upright)
+    if stored_turned(photo.path):  # a header read; an upload Gradio's cache has cleared since is not turned
+        upright = upright_bytes(Path(photo.path).read_bytes())
+        if upright is not None:
+            turned = out / "upright" / Path(photo.file_name).name  # the photo's own name, in a folder of its own
+            turned.parent.mkdir(exist_ok=True)
+            turned.write_bytes(upright)
     return voc.write(item, out / f"{stem}.xml"), coco.write([item], out / f"{stem}.coco.json"), turned
