@@ -531,10 +531,11 @@ def review_tab() -> tuple[list, gr.Dropdown]:
 
 @handled
 def _map_source(choice: str, request: gr.Request) -> tuple[dict, dict]:
-    """Show the upload box, or the list of the session's pre-labeling projects (the last by name chosen)."""
+    """Show the upload box, or the list of the session's pre-labeling projects (the one worked on last chosen)."""
     up = choice == dataset_map.SOURCES[0]
-    names = [] if up else review.list_projects(_projects(request))
-    return gr.update(visible=up), gr.update(visible=not up, choices=names, value=names[-1] if names else None)
+    root = _projects(request)
+    names = [] if up else review.list_projects(root)
+    return gr.update(visible=up), gr.update(visible=not up, choices=names, value=None if up else review.newest_project(root))
 
 
 def _map_model(project: str | None, current: str, request: gr.Request) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from PIL import Image
 from fol_core import annotator
 from fol_core.bootstrap import export as exp
 from fol_core.bootstrap.prelabel import prelabel_folder
-from fol_core.bootstrap.project import ProjectError
+from fol_core.bootstrap.project import Project, ProjectError
+from fol_core.bootstrap.sources import source_spec
 from fol_core.result import Box
 from fol_core.tsne import extract_features
 from fol_core.webapp import review
@@ -184,3 +186,15 @@ def test_an_image_gone_from_the_source_can_be_passed_over_and_is_not_exported(tm
     state = review.decide(state, "reject")
     assert review.current(state).annotator is not None  # coffee, still readable
     assert review.get_project(project.folder).counts()["rejected"] == 1
+
+
+def test_the_project_worked_on_last_is_the_newest(tmp_path, examples_dir):
+    """The Dataset map offers the project a user just worked on, not the last by name."""
+    for name in ("alpha", "beta"):
+        Project.create(tmp_path / name, source_spec(str(examples_dir))).close()
+    for name, when in (("alpha", 2_000_000_000), ("beta", 1_000_000_000)):
+        for file in (tmp_path / name).glob("project.sqlite*"):
+            os.utime(file, (when, when))
+    assert review.list_projects(tmp_path) == ["alpha", "beta"]
+    assert review.newest_project(tmp_path) == "alpha"
+    assert review.newest_project(tmp_path / "none") is None

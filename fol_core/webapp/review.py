@@ -15,6 +15,7 @@ own decisions (undo across images).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..annotator import display_copy, display_scale, from_annotator, to_annotator
 from ..bootstrap.export import ExportError, export_all, zip_export
 from ..bootstrap.prelabel import Progress
-from ..bootstrap.project import MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
+from ..bootstrap.project import DB_NAME, MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
 from ..errors import UserError, one_line
 from ..paths import relative_parts
 from ..training.improve import improve
@@ -103,6 +104,17 @@ def list_projects(root: str | Path) -> list[str]:
     if not base.is_dir():
         return []
     return sorted(p.name for p in base.iterdir() if (p / MARKER).is_file())
+
+
+def newest_project(root: str | Path) -> str | None:
+    """The project under root worked on last (its database written last): the one a user most likely comes back to."""
+    def touched(name: str) -> float:
+        times = []
+        for file in (Path(root) / name).glob(f"{DB_NAME}*"):
+            with contextlib.suppress(OSError):  # a project removed meanwhile
+                times.append(file.stat().st_mtime)
+        return max(times, default=0.0)
+    return max(list_projects(root), key=touched, default=None)
 
 
 def start(folder: str | Path, order: str = "confidence", status: str = "pending") -> dict:
