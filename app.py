@@ -712,7 +712,11 @@ and its own gradients say *where*. See why, nudge the boxes, export them as Pasc
 HOW_IT_WORKS = """
 **Multi-scale CAM** (the default, the best boxes we measured): the class heatmap of the last
 convolutional layer, computed with the photo at three sizes (short side 224, 320 and 448 px, its own
-shape kept), averaged, thresholded at a quarter of its maximum; one box per region, the largest first.
+shape kept) and averaged. The network's own finer features then carry it over the pixels that look like
+the ones it lights (the rest of the object, not just its most telling part), weight it by how much each
+pixel looks like an object at all (a small probe fit without a single box) and fade what lies across the
+photo's main divide (a normalized cut). Kept above a quarter of its maximum; one box per region, the
+largest first. A model trained in the Train tab keeps the plain averaged map, cut at a tenth of its maximum.
 
 **FOL** (*Fast Unsupervised Object Localization*, Dwaraknath, Menghani and Mongia):
 one forward pass classifies the photo. For the chosen class, the neurons of a convolutional layer are

@@ -57,12 +57,13 @@ def real(low: float, high: float | None = None, above: bool = False) -> Callable
     return number
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, resumed: bool = False) -> None:
+    """--model and how it runs; `resumed`: a command that carries on a project, whose own model is the default."""
     from .models import DEFAULT_MODEL, PRECISIONS, list_models
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL",
+    parser.add_argument("--model", default=None if resumed else DEFAULT_MODEL, metavar="MODEL",
                         help=f"classifier: {', '.join(list_models())} or a trained model's folder, e.g. models/NAME "
-                             "(default: %(default)s)")
+                             f"(default: {_default(DEFAULT_MODEL, resumed)})")
     parser.add_argument("--weights", default=None, help="weights file for the model (torchvision models)")
     parser.add_argument("--threads", type=whole(1), default=None, help="CPU threads for the model, BLAS and OpenMP "
                         "(default: the libraries'; on a machine busy with other work 1 can be several times faster)")
@@ -71,14 +72,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "it natively, else fp32), fp32 or bf16 (default: auto, or $FOL_PRECISION)")
 
 
-def add_method_arguments(parser: argparse.ArgumentParser, several: bool = False) -> None:
+def add_method_arguments(parser: argparse.ArgumentParser, several: bool = False, resumed: bool = False) -> None:
     """--method (or --methods) and one flag per method parameter, generated from the methods' declarations."""
     from .methods import DEFAULT_METHOD, METHODS
 
     if several:
         parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: %(default)s)")
     else:
-        parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS), help="default: %(default)s")
+        parser.add_argument("--method", default=None if resumed else DEFAULT_METHOD, choices=list(METHODS),
+                            help=f"default: {_default(DEFAULT_METHOD, resumed)}")
     helps: dict[str, list[str]] = {}
     for method in METHODS.values():
         for p in method.params:
@@ -87,6 +89,10 @@ def add_method_arguments(parser: argparse.ArgumentParser, several: bool = False)
                 helps[p.name].append(p.describe())
     for name, texts in helps.items():
         parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=" | ".join(texts))
+
+
+def _default(value: str, resumed: bool) -> str:
+    return f"the project's, else {value}" if resumed else value
 
 
 def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:

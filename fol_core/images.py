@@ -45,6 +45,15 @@ def as_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def jpeg_bytes(data: bytes) -> bytes:
+    """An image file's bytes as a JPEG at quality 95 (8-bit RGB as `load_image` makes it: transparency on white,
+    16-bit data stretched): for a format that holds JPEG only (Pascal VOC's JPEGImages/ID.jpg)."""
+    with Image.open(io.BytesIO(data)) as img:
+        out = io.BytesIO()
+        _to_rgb(img).save(out, format="JPEG", quality=95)
+        return out.getvalue()
+
+
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """The image files under `folder` (recursive, sorted, so that a run is repeatable). Only names with an image
     ending are listed: a dataset's XML, CSV or README is not an image, and is not reported as unreadable."""

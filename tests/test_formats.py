@@ -5,7 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import datasets
+import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.datasets import VOCDetection
@@ -91,15 +93,31 @@ def test_coco_round_trip_with_pycocotools(items, tmp_path):
         assert_same(a, b, 0.011)
 
 
-def test_voc_dataset_layout(items, tmp_path, examples_dir):
-    root = voc.write_dataset(items, tmp_path / "voc", ["cat", "cup", "spoon", "dog"], Examples(examples_dir))
-    assert voc.image_ids(root) == ["chelsea", "coffee", "rocket"]
+def test_voc_dataset_is_read_by_torchvision(items, tmp_path, examples_dir):
+    """VOC's readers open JPEGImages/ID.jpg and split the lists on whitespace: a PNG is written as JPEG, a JPEG
+    as it is, and a name with a space gets an ID without one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for item, name in zip(items, ("my cat.png", "coffee.png", "rocket.jpg")):
+        (src / name).write_bytes((examples_dir / item.file_name).read_bytes())
+    items = [AnnotatedImage("my cat.png", items[0].width, items[0].height, items[0].boxes), *items[1:]]
+    root = voc.write_dataset(items, tmp_path / "VOCdevkit" / "VOC2012", ["cat", "cup", "spoon", "dog"], Examples(src))
+    assert voc.image_ids(root, "trainval") == ["my_cat", "coffee", "rocket"]
     assert (root / "ImageSets" / "Main" / "dog_trainval.txt").read_text().split() == [
-        "chelsea", "-1", "coffee", "-1", "rocket", "-1"]
-    for item in items:
-        assert voc.image_path(root, item.file_name.split(".")[0], item.file_name).is_file()
-    for a, b in zip(voc.read_dataset(root), items):
-        assert_same(a, b, 0.5)
+        "my_cat", "-1", "coffee", "-1", "rocket", "-1"]
+    read = VOCDetection(str(tmp_path), year="2012", image_set="trainval")
+    assert len(read) == 3
+    for (photo, target), item in zip(read, items):
+        ann = target["annotation"]
+        assert photo.size == (item.width, item.height) and ann["filename"] == f"{'_'.join(item.file_name[:-4].split())}.jpg"
+        got = [(o["name"], *(int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax"))) for o in ann.get("object", [])]
+        assert got == [(b.label, round(b.x0) + 1, round(b.y0) + 1, round(b.x1), round(b.y1)) for b in item.boxes]
+    assert (root / "JPEGImages" / "rocket.jpg").read_bytes() == (src / "rocket.jpg").read_bytes()
+    with Image.open(root / "JPEGImages" / "my_cat.jpg") as jpeg, Image.open(src / "my cat.png") as png:
+        assert jpeg.format == "JPEG"
+        assert np.abs(np.asarray(jpeg, dtype=float) - np.asarray(png.convert("RGB"), dtype=float)).mean() < 3
+    for a, b in zip(voc.read_dataset(root, "trainval"), items):
+        assert_same(a, AnnotatedImage(f"{'_'.join(b.file_name[:-4].split())}.jpg", b.width, b.height, b.boxes), 0.5)
 
 
 def test_yolo_round_trip(items, tmp_path, examples_dir):
@@ -112,6 +130,8 @@ def test_yolo_round_trip(items, tmp_path, examples_dir):
     assert [float(v) for v in line[1:]] == pytest.approx(
         [(b.x0 + b.x1) / 2 / w, (b.y0 + b.y1) / 2 / h, (b.x1 - b.x0) / w, (b.y1 - b.y0) / h], abs=1e-6)
     assert (tmp_path / "labels" / "rocket.txt").read_text() == ""
+    data = yaml.safe_load((tmp_path / "data.yaml").read_text())  # no `path`: Ultralytics reads next to data.yaml
+    assert "path" not in data and (tmp_path / data["train"] / "chelsea.png").is_file() and data["nc"] == 3
     back = {i.file_name: i for i in yolo.read_dataset(tmp_path)}
     for item in items:
         assert_same(back[item.file_name], item, 1e-3)

@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 
 from fol_core.bootstrap import export as exp
 from fol_core.bootstrap.prelabel import open_run, prelabel_folder, run_prelabel
+from fol_core.bootstrap.project import open_project
 from fol_core.imagenet import resolve_class
 from fol_core.labelmap import LabelMap
 from fol_core.paths import FolderBusyError, exclusive
@@ -49,11 +50,16 @@ def test_cli_prelabel_resumes_and_export_refuses_other_folders(tmp_path, example
     for name in ("chelsea.png", "coffee.png"):
         shutil.copy(examples_dir / name, src / name)
     out = tmp_path / "proj"
-    assert main(["prelabel", str(src), "--out", str(out), "--method", "cam", "--limit", "1"]) == 0
+    assert main(["prelabel", str(src), "--out", str(out), "--method", "cam", "--threshold", "0.4", "--limit", "1"]) == 0
     text = capsys.readouterr().out
-    assert "2 images (2 new), 2 to pre-label" in text and "1 images in" in text and "1 left" in text
-    assert main(["prelabel", str(src), "--out", str(out), "--method", "cam"]) == 0
-    assert "2 images (0 new), 1 to pre-label" in capsys.readouterr().out
+    assert "2 images (2 new), 2 to pre-label" in text and "1 image in" in text and "1 left" in text
+    assert main(["prelabel", str(src), "--out", str(out)]) == 0  # carries on as it began: the same method and threshold
+    said = capsys.readouterr()
+    assert "2 images (0 new), 1 to pre-label" in said.out and "note:" not in said.err
+    project = open_project(out)
+    assert {b.method for r in project.images() for b in r.proposals} == {"cam"}
+    assert project.meta("settings")["params"] == {"threshold": 0.4}
+    project.close()
     other = tmp_path / "other"
     other.mkdir()
     (other / "thesis.tex").write_text("precious")
@@ -112,9 +118,9 @@ def test_a_saved_dataset_is_pre_labeled_and_exported_from_its_bytes(tmp_path, ex
     run_prelabel(project, model, "cam", label_map=LabelMap.parse(MAP))
     recs = {r.key: r for r in project.images()}
     assert [b.label for b in recs["train/1"].proposals] == ["cup"] and recs["train/0"].image_label == "cat"
-    path = exp.export(project, "voc", include_proposals=True)
-    assert sorted(p.name for p in (path / "JPEGImages").iterdir()) == ["train__chelsea.png", "train__coffee.png"]
-    assert (path / "JPEGImages" / "train__coffee.png").read_bytes() == (examples_dir / "coffee.png").read_bytes()
+    path = exp.export(project, "coco", include_proposals=True)
+    assert sorted(p.name for p in (path / "images").iterdir()) == ["train__chelsea.png", "train__coffee.png"]
+    assert (path / "images" / "train__coffee.png").read_bytes() == (examples_dir / "coffee.png").read_bytes()
 
 
 def test_prelabel_bench_runs_each_method_with_the_options_given(tmp_path, examples_dir, model, monkeypatch, capsys):
@@ -164,4 +170,18 @@ def test_a_second_run_on_a_project_in_use_is_refused_and_leaves_it_whole(tmp_pat
         assert not out.exists()  # the refused runs made nothing
     project, summary, new = prelabel_folder(str(examples_dir), out, method="cam", model=model)
     assert new == summary.done == 4
+    project.close()
+
+
+def test_a_resumed_run_keeps_the_learned_setting_and_says_what_changes(tmp_path, examples_dir, model):
+    """A run that leaves the method out goes on with the project's (and `improve`'s threshold); one that names
+    another says the project now mixes two."""
+    project, _ = open_run(str(examples_dir), str(tmp_path / "p"))
+    assert not run_prelabel(project, model, "gradcam", limit=1).notes
+    project.set_meta("settings", {**project.meta("settings"), "params": {"threshold": 0.5}})  # as improve learns it
+    assert not run_prelabel(project, model, limit=1).notes
+    assert project.meta("settings")["method"] == "gradcam" and project.meta("settings")["params"] == {"threshold": 0.5}
+    notes = run_prelabel(project, model, "cam", limit=1).notes
+    assert notes == ["this project's images so far were pre-labeled with method gradcam, these with method cam"]
+    assert [{b.method for b in r.proposals} for r in project.images()][:3] == [{"gradcam"}, {"gradcam"}, {"cam"}]
     project.close()

@@ -27,7 +27,7 @@ from ..labelmap import LabelMap
 from ..methods import create_method
 from ..models import load_model
 from ..result import Box
-from .prelabel import Progress, RunSummary, decode, label_batch
+from .prelabel import Progress, RunSummary, decode, label_batch, settle, unknown_labels
 from .project import PrelabelResult, Project
 from .sources import open_source
 
@@ -60,6 +60,7 @@ def start_ray(address: str | None = None, cpus: int | None = None) -> bool:
         )
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the tqdm bar says how far it is
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # not that Ray's own bars are off
     return True
 
 
@@ -97,14 +98,21 @@ class Labeler:
         return {"key": batch["key"], "result": np.array([encode_result(r) for r in results], dtype=object)}
 
 
+def actor_count(actors: int | None) -> int:
+    """The model actors a run starts on the Ray it is connected to: `actors`, else one per CPU."""
+    import ray
+
+    return actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def run_prelabel_ray(
     project: Project,
     model: str,
-    method: str,
+    method: str | None = None,
     params: dict | None = None,
     label_map: LabelMap | None = None,
     limit: int | None = None,
-    topn: int = 1,
+    topn: int | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     batch_size: int = 8,
@@ -118,12 +126,11 @@ def run_prelabel_ray(
     `gpus_per_actor` GPUs (0: CPU actors, `threads` torch threads each); results committed here, batch by batch."""
     import ray
 
-    if label_map is not None:
-        project.set_label_map(label_map)
-    project.set_meta("settings", {"model": model, "method": method, "params": params or {}, "topn": topn})
-    create_method(method, load_model(model, weights), **(params or {}))  # refuse bad parameters here, in one line
+    classifier = load_model(model, weights)
+    run = settle(project, classifier, method, params, label_map, topn)
+    create_method(run.method, classifier, **run.params)  # refuse bad parameters here, in one line
     todo = project.todo(limit)
-    summary = RunSummary()
+    summary = RunSummary(notes=[*run.notes, *project.source().notes, *unknown_labels(todo, project.label_map)])
     start = time.perf_counter()
     if progress:
         progress(0, len(todo), "")
@@ -131,13 +138,13 @@ def run_prelabel_ray(
         project.source()  # a zip is extracted (once) before the actors open it
         started = start_ray(address)
         try:
-            pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            pool = actor_count(actors)
             items = [{"image_id": r.id, "key": r.key, "label": r.image_label or ""} for r in todo]
             results = ray.data.from_items(items).map_batches(
                 Labeler,
                 fn_constructor_kwargs={
-                    "model": model, "weights": weights, "method": method, "params": params or {},
-                    "label_map": project.label_map, "topn": topn, "source": project.meta("source"),
+                    "model": model, "weights": weights, "method": run.method, "params": run.params,
+                    "label_map": project.label_map, "topn": run.topn, "source": project.meta("source"),
                     "folder": str(project.folder.resolve()), "device": "cuda" if gpus_per_actor else "cpu",
                     "threads": threads,
                 },

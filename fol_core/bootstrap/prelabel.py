@@ -35,11 +35,11 @@ from ..errors import UserError, about, line, one_line
 from ..images import IMAGE_SUFFIXES
 from ..labelmap import LabelMap, load_label_map
 from ..methods import DEFAULT_METHOD, METHODS, Method, create_method, get_method
-from ..models import Classifier, load_model
+from ..models import DEFAULT_MODEL, Classifier, load_model
 from ..paths import exclusive
 from ..result import Box, Localization
 from .project import DB_NAME, MARKER, ImageRecord, PrelabelResult, Project, Stage, read_marker
-from .sources import SHOW_FIRST, Source, SourceError, is_negative, open_source, source_spec
+from .sources import SHOW_FIRST, Source, SourceError, is_negative, open_source, same_source, source_spec
 
 HELP = "pre-label a folder, zip or dataset of images into a resumable review project"
 PROJECT_RUN = "pre-labeled or improved"
@@ -161,7 +161,7 @@ class RunSummary:
 
     def line(self) -> str:
         return (
-            f"{self.done} images in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s): "
+            f"{self.done} image{'' if self.done == 1 else 's'} in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s): "
             f"{self.proposed} with boxes, {self.no_object} no object found, {self.failed} failed"
             + (f"; {self.remaining} left" if self.remaining else "")
         )
@@ -286,11 +286,11 @@ def open_run(
 def run_prelabel(
     project: Project,
     model: Classifier,
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     params: dict | None = None,
     label_map: LabelMap | None = None,
     limit: int | None = None,
-    topn: int = 1,
+    topn: int | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     batch_size: int = BATCH_SIZE,
@@ -298,25 +298,17 @@ def run_prelabel(
 ) -> RunSummary:
     """Pre-label the project's images not done yet (at most `limit`), `batch_size` at a time through the batched
     engine, decoded by `workers` processes ahead of it; each batch is committed before it counts as done.
-    A trained model's labels are its own classes."""
-    if not model.imagenet:
-        if label_map is not None and not label_map.fits(model):
-            raise UserError(f"{model.name} names its own classes ({', '.join(model.class_names)}): "
-                            "pre-label with it without a label map")
-        label_map = LabelMap.for_classes(model.class_names, (model.card or {}).get("threshold", 0.5))
-    if label_map is not None:
-        project.set_label_map(label_map)
+    What the caller leaves out (None) is the project's own setting (`settle`)."""
+    run = settle(project, model, method, params, label_map, topn)
     lm = project.label_map
-    require_fit(project, lm, model, f"carry on with that model, or give {Path(model.name).name} a label map")
-    project.set_meta("settings", {"model": model.name, "method": method, "params": params or {}, "topn": topn})
-    m = create_method(method, model, **(params or {}))
+    m = create_method(run.method, model, **run.params)
     todo = project.todo(limit)
-    summary = RunSummary(notes=[*project.source().notes, *unknown_labels(todo, lm)])
+    summary = RunSummary(notes=[*run.notes, *project.source().notes, *unknown_labels(todo, lm)])
     start = time.perf_counter()
     if progress:
         progress(0, len(todo), "")
     for batch in photo_batches(project.source(), todo, m, batch_size, workers):
-        results = label_batch(batch, m, lm, topn)
+        results = label_batch(batch, m, lm, run.topn)
         project.save_prelabels(results)  # committed before any of them counts as done
         summary.add([d.key for d in batch], results, log)
         if progress:
@@ -324,6 +316,68 @@ def run_prelabel(
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
+
+
+@dataclass
+class RunSettings:
+    """What a run labels with (the project's "settings", with the model's name), and the notes on what changed."""
+
+    method: str
+    params: dict[str, Any]
+    topn: int
+    notes: list[str]
+
+
+def settle(project: Project, model: Classifier, method: str | None, params: dict | None, label_map: LabelMap | None,
+           topn: int | None) -> RunSettings:
+    """Save and return what this run labels with: the caller's choices, and for what it leaves out the project's
+    own, so that a run started again goes on as the project began (its method, `improve`'s learned setting);
+    a note for each setting that changes from the project's earlier images. A trained model's labels are its
+    own classes; a model the project's labels do not fit is refused."""
+    if not model.imagenet:
+        if label_map is not None and not label_map.fits(model):
+            raise UserError(f"{model.name} names its own classes ({', '.join(model.class_names)}): "
+                            "pre-label with it without a label map")
+        label_map = LabelMap.for_classes(model.class_names, (model.card or {}).get("threshold", 0.5))
+    if label_map is not None:
+        project.set_label_map(label_map)
+    require_fit(project, project.label_map, model, f"carry on with that model, or give {Path(model.name).name} a label map")
+    before = project.meta("settings") or {}
+    method = method or before.get("method") or DEFAULT_METHOD
+    params = {**(before.get("params") or {} if method == before.get("method") else {}), **(params or {})}
+    settings = {"model": model.name, "method": method, "params": params, "topn": topn or before.get("topn") or 1}
+    notes = []
+    counts = project.counts()
+    if counts["total"] > counts["new"]:  # images pre-labeled before this run
+        for key, value in settings.items():
+            old = before.get(key)
+            same = Path(old).resolve() == Path(value).resolve() if key == "model" and old else old == value
+            if old is not None and not same and (key != "params" or method == before.get("method")):
+                notes.append(line(f"this project's images so far were pre-labeled with {_said(key, old)}, "
+                                  f"these with {_said(key, value)}"))
+    project.set_meta("settings", settings)
+    return RunSettings(method, params, settings["topn"], notes)
+
+
+def _said(key: str, value: Any) -> str:
+    """A setting of the project's, as a note names it."""
+    if key == "params":
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "the method's defaults"
+    if key == "topn":
+        return f"up to {value} label(s) per image"
+    return f"{key} {Path(value).name if key == 'model' else value}"
+
+
+def begun_with(out: str | Path, source: dict) -> dict:
+    """The settings the project in `out` was last pre-labeled or improved with, when a run of `source` carries it
+    on; else {} (no project there yet, or another source's)."""
+    if read_marker(Path(out)) is None:
+        return {}
+    project = Project(out)
+    try:
+        return project.meta("settings") or {} if same_source(project.meta("source"), source) else {}
+    finally:
+        project.close()
 
 
 def require_fit(project: Project, label_map: LabelMap, model: Classifier, advice: str) -> None:
@@ -383,7 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-score", type=real(0, 1), default=None, help="least label score to count as found (default: the map's, else 0.1)")
     parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the parent folder's name) or a CSV (image,label)")
     parser.add_argument("--split", default=None, help="dataset split (default: all)")
-    parser.add_argument("--topn", type=whole(1), default=1, help="localize up to N labels per image (default: %(default)s)")
+    parser.add_argument("--topn", type=whole(1), default=None, help="localize up to N labels per image (default: the project's, else 1)")
     parser.add_argument("--limit", type=whole(1), default=None, help="pre-label at most N images in this run")
     parser.add_argument("--overwrite", action="store_true", help="start the project in --out again if it holds another source")
     parser.add_argument("--engine", default="local", choices=("local", "ray"),
@@ -396,8 +450,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", nargs="?", const="all", default=None, metavar="METHODS",
                         help="time METHODS (comma-separated; default all) on --limit images (default 20) in scratch projects: "
                              "one at a time, batched, and with --engine ray on Ray; print images/s")
-    add_model_arguments(parser)
-    add_method_arguments(parser)
+    add_model_arguments(parser, resumed=True)
+    add_method_arguments(parser, resumed=True)
 
 
 def _engine_run(args: argparse.Namespace, project: Project, model: Classifier, method: str, params: dict | None,
@@ -426,12 +480,12 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
                f"batched ({args.batch_size}, {args.workers} decoder)": {"engine": "local"}}
     started = False
     if args.engine == "ray":
-        from .distributed import start_ray
+        from .distributed import actor_count, start_ray
 
         started = start_ray(args.address)
         engines[f"ray ({args.actors or 'one per CPU'} actors)"] = {"engine": "ray"}
     print(f"pre-label throughput, model {model.name}, {torch.get_num_threads()} threads, "
-          f"{args.limit} images from {args.source}")
+          f"up to {args.limit} images from {args.source}")
     try:
         for method in (get_method(m).name for m in chosen):
             if get_method(method).unavailable(model):
@@ -449,9 +503,11 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
                     summary = _engine_run(run_args, project, model, method, params, label_map,
                                           progress=lambda done, total, key, marks=marks: marks.append((done, time.perf_counter())))
                     project.close()
-                first, last = next(((d, t) for d, t in marks if d), (0, 0.0)), marks[-1]
-                steady = (last[0] - first[0]) / (last[1] - first[1]) if last[1] > first[1] else 0.0
-                print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s, {steady:6.2f} after the "
+                # after each actor's first batch (Ray's actors deliver theirs nearly together, after loading the model)
+                first_done = run_args.batch_size * (actor_count(args.actors) if run_args.engine == "ray" else 1)
+                first, last = next(((d, t) for d, t in marks if d >= first_done), marks[-1]), marks[-1]
+                steady = f"{(last[0] - first[0]) / (last[1] - first[1]):6.2f}" if last[0] > first[0] else "   n/a"
+                print(f"  {method:<8} {engine:<26} {summary.images_per_second:6.2f} images/s, {steady} after the "
                       f"first batch  ({summary.done} images in {summary.seconds:.1f} s)", flush=True)
     finally:
         if started:
@@ -463,24 +519,29 @@ def _bench(args: argparse.Namespace, model: Classifier, label_map: LabelMap) -> 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        model = load_model(args.model, args.weights)
-        params = method_params(args, args.method)
-        label_map = load_label_map(args.labels, args.min_score)
         if args.bench:
-            return _bench(args, model, label_map)
+            return _bench(args, load_model(args.model or DEFAULT_MODEL, args.weights),
+                          load_label_map(args.labels, args.min_score))
         if not args.out:
             print("error: --out is required (the project folder, e.g. exports/NAME)", file=sys.stderr)
             return 2
         with exclusive(args.out, PROJECT_RUN):
-            return _prelabel_into(args, model, params, label_map)
+            spec = source_spec(args.source, args.image_labels, args.split)
+            before = {} if args.overwrite else begun_with(args.out, spec)
+            args.method = args.method or before.get("method") or DEFAULT_METHOD
+            params = method_params(args, args.method)
+            label_map = load_label_map(args.labels, args.min_score)
+            model = load_model(args.model or before.get("model") or DEFAULT_MODEL, args.weights)
+            return _prelabel_into(args, spec, model, params, label_map)
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 
-def _prelabel_into(args: argparse.Namespace, model: Classifier, params: dict, label_map: LabelMap | None) -> int:
-    """The CLI's run into --out, which the caller holds (exclusive)."""
-    project, new = open_run(args.source, args.out, args.image_labels, args.split, args.overwrite)
+def _prelabel_into(args: argparse.Namespace, spec: dict, model: Classifier, params: dict,
+                   label_map: LabelMap | None) -> int:
+    """The CLI's run of the source `spec` into --out, which the caller holds (exclusive)."""
+    project, new = open_run(spec, args.out, overwrite=args.overwrite)
     counts = project.counts()
     print(f"{project.folder}: {counts['total']} images ({new} new), {counts['new']} to pre-label")
     bar = tqdm(total=min(counts["new"], args.limit or counts["new"]), desc="prelabel", unit="img")

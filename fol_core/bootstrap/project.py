@@ -238,6 +238,7 @@ class Project:
             with project.transaction() as db:
                 db.execute("DELETE FROM decisions")
                 db.execute("DELETE FROM images")
+                db.execute("DELETE FROM meta WHERE key IN ('settings', 'improve')")  # the old images' method
             if (project.meta("source") or {}).get("kind") == "zip":  # the old upload's extracted images
                 shutil.rmtree(folder / "source", ignore_errors=True)
             project.set_meta("source", source)

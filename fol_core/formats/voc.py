@@ -1,20 +1,25 @@
-"""Pascal VOC: Annotations/STEM.xml per image (integer 1-based pixels: xmin = x0 + 1, xmax = x1),
-ImageSets/Main/trainval.txt (+ LABEL_trainval.txt with 1 / -1 per image) and JPEGImages/FILE."""
+"""Pascal VOC: Annotations/ID.xml per image (integer 1-based pixels: xmin = x0 + 1, xmax = x1),
+ImageSets/Main/trainval.txt (+ LABEL_trainval.txt with 1 / -1 per image) and JPEGImages/ID.jpg.
+
+VOC's readers (torchvision's VOCDetection, Detectron2, MMDetection) open JPEGImages/ID.jpg and split the lists on
+whitespace, so an image's ID is its file's stem with whitespace as "_", and JPEGImages holds JPEG files only:
+a JPEG as it is (or linked), any other image written as JPEG at quality 95."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 
-from ..images import IMAGE_SUFFIXES
-from ..paths import relative_parts, safe_join
+from ..images import IMAGE_SUFFIXES, jpeg_bytes
+from ..paths import relative_parts, safe_join, unique_name
 from ..result import Box
-from . import AnnotatedImage, FormatError, ImageFiles, put_images
+from . import AnnotatedImage, FormatError, ImageFiles
 
 ANNOTATIONS = "Annotations"
 IMAGES = "JPEGImages"
 IMAGE_SETS = Path("ImageSets") / "Main"
 SET_NAME = "trainval"
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def to_xml(item: AnnotatedImage, folder: str = IMAGES) -> str:
@@ -76,16 +81,31 @@ def write_dataset(items: list[AnnotatedImage], root: str | Path, categories: lis
     main = root / IMAGE_SETS
     (root / ANNOTATIONS).mkdir(parents=True, exist_ok=True)
     main.mkdir(parents=True, exist_ok=True)
-    stems = [PurePosixPath(item.file_name).stem for item in items]
-    for stem, item in zip(stems, items):
+    stems = image_id_list(items)
+    jpegs = [AnnotatedImage(f"{stem}.jpg", item.width, item.height, item.boxes) for stem, item in zip(stems, items)]
+    for stem, item in zip(stems, jpegs):
         write(item, safe_join(root, ANNOTATIONS, f"{stem}.xml"))
     (main / f"{SET_NAME}.txt").write_text("".join(s + "\n" for s in stems), encoding="utf-8")
     for label in categories:
         lines = [f"{s} {1 if any(b.label == label for b in item.boxes) else -1}\n" for s, item in zip(stems, items)]
         safe_join(main, f"{label_file_name(label)}_{SET_NAME}.txt").write_text("".join(lines), encoding="utf-8")
     if images is not None:
-        put_images(items, root / IMAGES, images)
+        folder = root / IMAGES
+        folder.mkdir(parents=True, exist_ok=True)
+        for item, jpeg in zip(items, jpegs):
+            target = safe_join(folder, jpeg.file_name)
+            if PurePosixPath(item.file_name).suffix.lower() in JPEG_SUFFIXES:
+                images.copy(item, target)
+            else:
+                target.write_bytes(jpeg_bytes(images.read(item)))
     return root
+
+
+def image_id_list(items: list[AnnotatedImage]) -> list[str]:
+    """Each image's ID: its file's stem with whitespace as "_", a short hash added where that makes two alike."""
+    taken: set[str] = set()
+    return [PurePosixPath(unique_name("_".join(PurePosixPath(item.file_name).stem.split()) + ".jpg", taken)).stem
+            for item in items]
 
 
 def image_ids(root: str | Path, imageset: str | None = None) -> list[str]:

@@ -1,7 +1,8 @@
 """YOLO txt: one `labels/STEM.txt` per image, lines `class cx cy w h` normalized to [0, 1], plus the class list.
 
 The folder layout is Ultralytics': `images/`, `labels/`, `classes.txt` (one name a line, in class
-order) and `data.yaml` (`path`, `train`, `val`, `nc`, `names`).
+order) and `data.yaml` (`train`, `val`, `nc`, `names`). It names no `path`: Ultralytics then reads the
+images next to data.yaml, wherever the folder is unzipped (`path: .` would be the working directory).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def write_dataset(items: list[AnnotatedImage], root: str | Path, categories: lis
     for item in items:
         (root / LABELS / f"{PurePosixPath(item.file_name).stem}.txt").write_text(to_txt(item, names), encoding="utf-8")
     (root / "classes.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
-    data = {"path": ".", "train": IMAGES, "val": IMAGES, "nc": len(names), "names": dict(enumerate(names))}
+    data = {"train": IMAGES, "val": IMAGES, "nc": len(names), "names": dict(enumerate(names))}
     (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     if images is not None:
         put_images(items, root / IMAGES, images)

@@ -241,17 +241,23 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
     partial = out.with_name(out.name + PARTIAL)
     if restart and partial.exists():
         shutil.rmtree(partial)
+    made = not partial.exists()
     partial.mkdir(parents=True, exist_ok=True)
-    data = load_training_set(source, image_labels, partial, settings.val_fraction, settings.seed)
-    fingerprint = {"data": data.fingerprint(), "settings": asdict(settings)}
-    ckpt_path = partial / CHECKPOINT
-    state = _load_checkpoint(ckpt_path, fingerprint)
-    train_items, problems = _preload(data, data.train, PRELOAD)
-    val_items, more = _preload(data, data.val, size)
-    for line in problems + more:
-        log(line)
-    if not train_items or not val_items:
-        raise TrainingError("too few readable images to train and to hold some out")
+    try:
+        data = load_training_set(source, image_labels, partial, settings.val_fraction, settings.seed)
+        fingerprint = {"data": data.fingerprint(), "settings": asdict(settings)}
+        ckpt_path = partial / CHECKPOINT
+        state = _load_checkpoint(ckpt_path, fingerprint)
+        train_items, problems = _preload(data, data.train, PRELOAD)
+        val_items, more = _preload(data, data.val, size)
+        for line in problems + more:
+            log(line)
+        if not train_items or not val_items:
+            raise TrainingError("too few readable images to train and to hold some out")
+    except BaseException:
+        if made:  # refused before any training: leave no empty run behind
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     classes = data.classes
     y_train = _targets([e for e, _ in train_items], classes)
     y_val = _targets([e for e, _ in val_items], classes)
