@@ -96,9 +96,9 @@ def _search_classes(query: str, selected: list | None, model_name: str) -> dict:
 
 
 @handled
-def _on_model(model_name: str) -> list:
-    """Load the model (its message if it cannot be), offer its classes to name (a trained model's own, not
-    ImageNet's), and put its layers and defaults in the Advanced panel."""
+def _on_model(model_name: str, method: str) -> list:
+    """Load the model (its message if it cannot be), offer its methods and its classes to name (a trained model's
+    own, not ImageNet's), and put its layers and defaults in the Advanced panel."""
     note, offered = "", model_name
     try:
         load_model(model_name)
@@ -106,7 +106,13 @@ def _on_model(model_name: str) -> list:
         gr.Warning(html.escape(one_line(exc)), title=f"{model_name} is not available")
         note, offered = f"⚠️ {html.escape(one_line(exc))}", DEFAULT_MODEL
     named = gr.update(choices=localize.class_choices(offered), value=[], label=localize.classes_label(offered))
-    return [note, named, *localize.model_defaults(model_name)]
+    return [note, named, _methods_of(offered, method), *localize.model_defaults(model_name)]
+
+
+def _methods_of(model_name: str, method: str) -> dict:
+    """The Method list for a model (localize.method_choices), the method chosen kept where the model runs it."""
+    choices = localize.method_choices(model_name)
+    return gr.update(choices=choices, value=method if method in {name for _, name in choices} else DEFAULT_METHOD)
 
 
 def _on_method(method: str) -> list:
@@ -182,11 +188,12 @@ def localize_tab() -> gr.Dropdown:
             model = gr.Dropdown(train.model_choices(ACCESS, None), value=DEFAULT_MODEL, label="Model",
                                 elem_id="localize-model")
             model_note = gr.Markdown()
-            method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method")
+            method = gr.Radio(localize.method_choices(DEFAULT_MODEL), value=DEFAULT_METHOD, label="Method")
             class_mode = gr.Radio(localize.CLASS_MODES, value="top1", label="Which classes")
             topn = gr.Slider(2, 10, value=3, step=1, label="N: up to this many classes", visible=False)
             search = gr.Textbox(label="Search the classes (whole words first)", visible=False,
-                                placeholder="e.g. cup", elem_id="class-search")
+                                placeholder="e.g. cup", elem_id="class-search",
+                                info="A class the model lacks (ImageNet has no raccoon): teach it in the Train tab.")
             named = gr.Dropdown(localize.class_choices(), multiselect=True, filterable=True, visible=False,
                                 label=localize.classes_label(DEFAULT_MODEL), elem_id="named-classes")
             with gr.Accordion("Advanced", open=False):
@@ -236,7 +243,7 @@ def localize_tab() -> gr.Dropdown:
     photo.clear(_cleared, None, results, api_visibility="private")
     examples.select(_pick_example, None, [photo, *results], api_visibility="private").then(
         _localize, request, results, api_visibility="private").then(None, js=SELECT_MODE_JS)
-    model.change(_on_model, model, [model_note, named, *model_controls], api_visibility="private")
+    model.change(_on_model, [model, method], [model_note, named, method, *model_controls], api_visibility="private")
     method.change(_on_method, method, groups, api_visibility="private")
     class_mode.change(_on_class_mode, class_mode, [topn, search, named], api_visibility="private")
     search.change(_search_classes, [search, named, model], named, api_visibility="private")
@@ -296,31 +303,35 @@ def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
                                       "(searched recursively)",
                                 placeholder="photos, a saved dataset folder, hf:DIR or hf:OWNER/NAME",
                                 visible=ACCESS.folders is not None, elem_id="prelabel-folder")
-            upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath", height=130,
-                             elem_id="prelabel-zip")
-            name = gr.Textbox("my-project", label="Project name (exports/NAME)", elem_id="prelabel-name")
+            upload = gr.File(label="…or upload a zip of images" if ACCESS.folders else "Upload a zip of images",
+                             file_types=[".zip"], type="filepath", height=130, elem_id="prelabel-zip")
+            name = gr.Textbox("my-project", label="Project name (exports/NAME)" if ACCESS.shared else "Project name",
+                              elem_id="prelabel-name")
             label_mode = gr.Radio(prelabel.LABEL_MODES, value="none",
                                   label="Image-level labels (narrow the class to localize)")
             label_csv = gr.File(label="CSV of image-level labels", file_types=[".csv"], type="filepath", height=130,
                                 visible=False)
             model = gr.Dropdown(train.model_choices(ACCESS, None), value=DEFAULT_MODEL,
                                 label="Model (a trained one proposes its own classes)", elem_id="prelabel-model")
-            method = gr.Radio(localize.METHOD_CHOICES, value=DEFAULT_METHOD, label="Method", elem_id="prelabel-method")
+            method = gr.Radio(localize.method_choices(DEFAULT_MODEL), value=DEFAULT_METHOD, label="Method",
+                              elem_id="prelabel-method")
             limit = gr.Number(0, precision=0, minimum=0, label="At most this many images now (0: all)")
             overwrite = gr.Checkbox(False, label="Start the project again if it holds another source (asks nothing more)")
             run = gr.Button("Pre-label", variant="primary", elem_id="prelabel-button")
         with gr.Column(scale=1, min_width=320):
             map_text = gr.Code("", language="yaml", interactive=True, elem_id="label-map",
-                               label="Label map (YAML or JSON; empty: the project's map, else ImageNet's class names)")
+                               label="Label map (YAML or JSON; empty: the project's, else ImageNet's)")
             with gr.Row():
                 example = gr.Button("Insert an example map")
                 check = gr.Button("Check the map")
             meaning = gr.Markdown(prelabel.check_map(""))
     result = gr.Markdown(elem_id="prelabel-result")
-    check.click(prelabel.check_map, map_text, meaning, api_visibility="private")
-    example.click(lambda: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE)), None,
+    check.click(prelabel.check_map, [map_text, model], meaning, api_visibility="private")
+    example.click(lambda m: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE, m)), model,
                   [map_text, meaning], api_visibility="private")
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
+    model.change(handled(_methods_of), [model, method], method, api_visibility="private")
+    model.change(prelabel.check_map, [map_text, model], meaning, api_visibility="private")
     ran = run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model],
                     result, api_name="prelabel")
     return model, ran, name
@@ -722,16 +733,24 @@ largest first. A model trained in the Train tab keeps the plain averaged map, cu
 one forward pass classifies the photo. For the chosen class, the neurons of a convolutional layer are
 ranked by activation × gradient of the class score; the best *kmax* are guided-backpropagated to the
 pixels, each map is thresholded at a percentile into a blob, the classifier re-scores the photo masked
-by each blob, and the box goes around the union of the *k* best blobs (Algorithm 1). Top-N classes
-follow Algorithm 2: every class whose probability is at least a quarter of the top one's.
+by each blob, and the box goes around the union of the *k* best blobs (Algorithm 1).
 
 **Grad-CAM** (Selvaraju et al., ICCV 2017) weights the last convolutional feature maps by the mean
 gradient of the class score; **CAM** (Zhou et al., CVPR 2016) weights them by the classifier's own
 weights. Each heatmap is thresholded and a box is drawn around each region.
 
+**WSDDN / OICR** (Bilen and Vedaldi, CVPR 2016; Tang et al., CVPR 2017), offered once a model trained in the
+Train tab is chosen: the regions of its multi-scale class map first, then more candidate regions cut from its
+heatmaps at several thresholds, ranked by how much of the class's heat they hold for their size (a model
+trained with the WSDDN option can rank them by its region classifiers too); several boxes per class.
+
+**Which classes**: the top-1 class; the top-N (the paper's Algorithm 2, for every method: the top class
+and each next one whose probability is at least a quarter of the top one's); or the classes you name,
+even when the classifier does not rank them first ("the pig among the dogs").
+
 FOL, Grad-CAM and CAM see the photo at the model's resolution (224 × 224, stretched, no crop); every
-box is mapped back to the photo's own pixels, in which the exports are written. Nothing is uploaded
-anywhere: the model runs on this server's CPU.
+box is mapped back to the photo's own pixels, in which the exports are written. The photo goes to this
+app's server only, where the model runs on the CPU: no other service sees it.
 """
 
 CSS = """

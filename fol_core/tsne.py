@@ -91,7 +91,7 @@ class DatasetMap:
     model: str
     """The model's name as load_model takes it (a trained model's folder: only its name is drawn)."""
     colour_by: str = "predicted class"
-    """What the frame colours mean: "predicted class" or "user label"."""
+    """What the frame colours mean: "predicted class" or "predicted user label" (the model's, through the label map)."""
     skipped: list[str] = field(default_factory=list)
     """One line per file that could not be read."""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -237,7 +237,7 @@ def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMa
         label_map = LabelMap.for_classes(model.class_names)
     labels, prob, colours = assign_labels(f.probs, label_map)
     return DatasetMap(f.paths, xy, f.probs.argmax(1), labels, prob, colours, f.thumbnails, model.name,
-                      "user label" if label_map is not None else "predicted class", f.skipped,
+                      "predicted user label" if label_map is not None else "predicted class", f.skipped,
                       {"features": t1 - t0, "tsne": t2 - t1})
 
 

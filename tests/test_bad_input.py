@@ -360,7 +360,7 @@ def test_a_second_session_cannot_open_the_first_ones_project(server):
         return client.predict(folder, handle_file(str(zip_file)) if zip_file else None, name, "", "none", None,
                               "gradcam", 0, False, api_name="/prelabel")
 
-    assert "**mine**: 1 new images" in prelabel(first, "", upload, "mine")
+    assert "**mine**: 1 new image;" in prelabel(first, "", upload, "mine")
     assert "**folder**: 2 new images" in prelabel(first, "photos", None, "folder")
     opened = first.predict("mine", "confidence", "all", api_name="/review_open")
     assert "1 / 1" in opened

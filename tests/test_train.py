@@ -169,7 +169,7 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     assert dataset_map.project_model(tmp_path / "exports", "mine") == str(out)
     workdir = webapp.workdir()
     try:
-        for model_name, framed in ((str(out), "framed by user label"), ("efficientnet_lite0", "predicted class")):
+        for model_name, framed in ((str(out), "framed by predicted user label"), ("efficientnet_lite0", "predicted class")):
             view = dataset_map.make_map(dataset_map.SOURCES[1], None, tmp_path / "exports", "mine", model_name, 1000,
                                         workdir, progress=False)
             assert framed in view.summary

@@ -84,3 +84,17 @@ def test_train_from_a_zip_into_the_session_and_offer_it_there_only(access, label
         webtrain.run(access, "s1", labelled_zip, None, "raccoon", 1, False)
     access.end_session("s1")
     assert not view.folder.exists()
+
+
+def test_the_model_lists_offer_only_models_whose_weights_are_here(access, tmp_path, monkeypatch):
+    """A visitor cannot install weights: VGG16 without its file in torch's cache would only say where to put it."""
+    import torch
+    import torchvision
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    offered = [value for _, value in webtrain.model_choices(access, "s1")]
+    assert offered[:3] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] and "vgg16" not in offered
+    cached = tmp_path / "hub" / "checkpoints" / torchvision.models.VGG16_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert "vgg16" in [value for _, value in webtrain.model_choices(access, "s1")]

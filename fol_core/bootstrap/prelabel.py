@@ -160,6 +160,8 @@ class RunSummary:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
+        if not self.done:
+            return "no image left to pre-label" + (f"; {self.remaining} left" if self.remaining else "")
         return (
             f"{self.done} image{'' if self.done == 1 else 's'} in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s): "
             f"{self.proposed} with boxes, {self.no_object} no object found, {self.failed} failed"

@@ -68,9 +68,10 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
     left_out = "; ".join(html.escape(x) for x in dmap.skipped[:5])
     skipped = f"  \n{len(dmap.skipped)} unreadable file(s) left out: {left_out}" if dmap.skipped else ""
     skipped += "".join(f"  \n⚠️ {html.escape(n)}" for n in notes[:5])
-    where = " Clicking one also opens it in the **Review** tab." if folder else ""
-    summary = (f"**{len(dmap)} images** mapped in {sum(dmap.seconds.values()):.0f} s, framed by {dmap.colour_by}. "
-               f"Click a thumbnail, or brush across the scatter, to see an image.{where}{skipped}")
+    where = (" (the model's, not the review's decisions). Clicking one also opens it in the **Review** tab"
+             if folder else "")
+    summary = (f"**{len(dmap)} images** mapped in {sum(dmap.seconds.values()):.0f} s, framed by {dmap.colour_by}{where}. "
+               f"Click a thumbnail, or brush across the scatter, to see an image.{skipped}")
     state = {"map": dmap, "size": size, "project": folder}
     return MapView(png, scatter_table(dmap), scatter_colours(dmap), summary, state, csv_path)
 

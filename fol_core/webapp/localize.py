@@ -24,7 +24,6 @@ from ..methods import METHODS, Param, get_method
 from ..models import get_spec, is_trained_model, load_model, read_card
 from ..result import Box, Localization
 
-METHOD_CHOICES = [(m.title, name) for name, m in METHODS.items()]
 CLASS_MODES = [("Top-1 class", "top1"), ("Top-N classes (Algorithm 2)", "topn"), ("Classes I name", "named")]
 
 
@@ -81,6 +80,13 @@ def method_params(method: str, values: Sequence[Any]) -> dict[str, Any]:
 
 def _choice(c: ImageNetClass) -> tuple[str, int]:
     return f"{', '.join(c.names[:3])} ({c.index})", c.index
+
+
+def method_choices(model_name: str) -> list[tuple[str, str]]:
+    """The Method lists' (title, name) for a model: the methods that run on it (WSDDN only on a trained model), so
+    that a visitor is never offered one that can only fail."""
+    model = load_model(model_name)
+    return [(m.title, name) for name, m in METHODS.items() if m.unavailable(model) is None]
 
 
 def class_choices(model_name: str | None = None) -> list[tuple[str, int]]:

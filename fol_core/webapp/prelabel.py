@@ -13,7 +13,7 @@ from ..bootstrap.project import ProjectError
 from ..bootstrap.sources import source_spec
 from ..errors import UserError, one_line
 from ..labelmap import LabelMap
-from ..models import load_model
+from ..models import is_trained_model, load_model, read_card
 from . import AccessError, review
 
 LABEL_MAP_EXAMPLE = """labels:
@@ -29,8 +29,14 @@ FOLDERS_OFF = ("Folders on this server are turned off: upload a zip of images in
                "(whoever runs the app can allow one folder with --allow-folders ROOT).")
 
 
-def check_map(text: str | None) -> str:
-    """What each label of the map means (Markdown), or why it cannot be used."""
+def check_map(text: str | None, model_name: str | None = None) -> str:
+    """What each label of the map means (Markdown), or why it cannot be used (a trained model names its own
+    classes and takes no map)."""
+    if model_name and is_trained_model(model_name):
+        own = html.escape(", ".join(read_card(model_name)["classes"]))
+        if (text or "").strip():
+            return f"⚠️ {html.escape(Path(model_name).name)} names its own classes ({own}): leave the map empty."
+        return f"No map needed: {html.escape(Path(model_name).name)} names its own classes ({own})."
     if not (text or "").strip():
         return "No map: each image gets the ImageNet class names."
     try:
@@ -104,7 +110,7 @@ def run(root: str | Path, folder: str | None, upload: str | None, name: str, map
     review.forget(out)
     errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
     notes = "".join(f"\n- ⚠️ {html.escape(n)}" for n in summary.notes)
-    return (f"**{html.escape(project.name)}**: {new} new images; {summary.line()}{errors}{notes}\n\n"
+    return (f"**{html.escape(project.name)}**: {new} new image{'' if new == 1 else 's'}; {summary.line()}{errors}{notes}\n\n"
             f"{review.counts_line(project.counts())}. Open the **Review** tab and click Open to check the boxes.")
 
 

@@ -41,9 +41,9 @@ class TrainView:
 
 
 def model_choices(access: Access, session: str | None) -> list[tuple[str, str]]:
-    """(label, value) for the model lists: the registry's, the trained models every session sees, and on a
-    shared deployment this session's own (value: the folder load_model reads)."""
-    shared = [(name, name) for name in list_models()] + [(p, p) for p in trained_models(access.models)]
+    """(label, value) for the model lists: the registry's whose weights are on this server, the trained models
+    every session sees, and on a shared deployment this session's own (value: the folder load_model reads)."""
+    shared = [(name, name) for name in list_models(at_hand=True)] + [(p, p) for p in trained_models(access.models)]
     if access.shared:
         return shared
     own = trained_models(access.models_root(session)) if session else []
@@ -103,9 +103,9 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
     m = card["metrics"]
     skipped = [line for line in lines if line.startswith("skipped ")]
     where = (f"`{out}`" if access.shared else f"this session's folder (`{out.name}`, deleted when the tab "
-             "is closed)")
+             "is closed or reloaded)")
     use = f"`--model {out}`" if access.shared else "the app's model lists"
-    note = (f"**{html.escape(out.name)}**: {html.escape(', '.join(card['classes']))} · held-out accuracy "
+    note = (f"**{html.escape(out.name)}**, classes {html.escape(', '.join(card['classes']))} · held-out accuracy "
             f"{m['val_accuracy']:.1%} on {m['val_images']} images (best epoch {m['best_epoch']} of {m['epochs_run']}) · "
             f"{m['train_images']} training images, {m['negatives']} of all {m['train_images'] + m['val_images']} "
             f"holding none of the classes · {card['training']['seconds']:.0f} s"
