@@ -39,6 +39,17 @@ def fit_text(draw: ImageDraw.ImageDraw, text: str, face: ImageFont.ImageFont, wi
     return text
 
 
+def wrap_text(draw: ImageDraw.ImageDraw, text: str, face: ImageFont.ImageFont, width: float) -> list[str]:
+    """The text's words in lines of at most `width` pixels (a word longer than that is cut, fit_text)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=face) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(fit_text(draw, word, face, width))
+    return lines
+
+
 LABEL_MIN_PX = 14
 """The smallest label text, in pixels of the image drawn on: readable where the browser shows it at about its size."""
 

@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .draw import fit_text, font
+from .draw import fit_text, font, wrap_text
 from .errors import UserError, about, one_line
 from .imagenet import classes
 from .images import IMAGE_SUFFIXES, image_files, load_image
@@ -83,7 +83,7 @@ class DatasetMap:
     class_index: np.ndarray
     """(N,) top-1 ImageNet class."""
     labels: list[str]
-    """The predicted class's name, or the user label when a label map is given."""
+    """The predicted class's name, or the user label when a label map is given; a reviewer's where one decided."""
     probability: np.ndarray
     """(N,) probability of `labels` (a user label's is the sum over its classes)."""
     colours: list[tuple[int, int, int]]
@@ -91,7 +91,8 @@ class DatasetMap:
     model: str
     """The model's name as load_model takes it (a trained model's folder: only its name is drawn)."""
     colour_by: str = "predicted class"
-    """What the frame colours mean: "predicted class" or "predicted user label" (the model's, through the label map)."""
+    """What the frame colours mean: "predicted class" or "predicted user label" (the model's, through the label map),
+    with "the review's label where decided" before it when a reviewer decided some."""
     skipped: list[str] = field(default_factory=list)
     """One line per file that could not be read."""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -218,10 +219,11 @@ def assign_labels(probs: np.ndarray, label_map: LabelMap | None = None
 
 
 def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMap | None = None, max_iter: int = 1000,
-              batch_size: int = BATCH, thumb: int = THUMB, progress: bool = True, opener: Opener | None = None
-              ) -> DatasetMap:
-    """Features, t-SNE and labels for these images; raises MapError when too few of them can be read, or when the
-    label map names another model's classes (checked before any work)."""
+              batch_size: int = BATCH, thumb: int = THUMB, progress: bool = True, opener: Opener | None = None,
+              decided: Mapping[str, str] | None = None) -> DatasetMap:
+    """Features, t-SNE and labels for these images (`decided`: the labels a reviewer gave some of them, by path, shown
+    instead of the model's); raises MapError when too few of them can be read, or when the label map names another
+    model's classes (checked before any work)."""
     if label_map is not None and not label_map.fits(model):
         kind = "a trained model's" if label_map.model_classes else "ImageNet's"
         raise MapError(f"the label map names {kind} classes, not those of {Path(model.name).name}: map without it")
@@ -236,9 +238,13 @@ def build_map(paths: Sequence[str | Path], model: Classifier, label_map: LabelMa
     if label_map is None and not model.imagenet:  # a trained model's labels are its classes
         label_map = LabelMap.for_classes(model.class_names)
     labels, prob, colours = assign_labels(f.probs, label_map)
-    return DatasetMap(f.paths, xy, f.probs.argmax(1), labels, prob, colours, f.thumbnails, model.name,
-                      "predicted user label" if label_map is not None else "predicted class", f.skipped,
-                      {"features": t1 - t0, "tsne": t2 - t1})
+    colour_by = "predicted user label" if label_map is not None else "predicted class"
+    if decided and any(p in decided for p in f.paths):
+        labels = [decided.get(p, lab) for p, lab in zip(f.paths, labels)]
+        colour_of = label_colours(labels)
+        colours, colour_by = [colour_of[lab] for lab in labels], f"the review's label where decided, else the {colour_by}"
+    return DatasetMap(f.paths, xy, f.probs.argmax(1), labels, prob, colours, f.thumbnails, model.name, colour_by,
+                      f.skipped, {"features": t1 - t0, "tsne": t2 - t1})
 
 
 # --- picture ---------------------------------------------------------------------------------------
@@ -289,9 +295,11 @@ def _draw_legend(draw: ImageDraw.ImageDraw, dmap: DatasetMap, size: int, width: 
     pad = fs // 2
     draw.rectangle([x0, 0, x0 + width - 1, size - 1], fill=(246, 246, 246))
     y = pad
-    for text, f in ((f"{len(dmap)} images", big), (f"model: {Path(dmap.model).name}", small),
-                    (f"frame = {dmap.colour_by}", small)):
-        draw.text((x0 + pad, y), fit_text(draw, text, f, width - 2 * pad), fill=(0, 0, 0), font=f)
+    header = [(f"{len(dmap)} images", big), (fit_text(draw, f"model: {Path(dmap.model).name}", small, width - 2 * pad),
+                                                small)]
+    header += [(text, small) for text in wrap_text(draw, f"frame = {dmap.colour_by}", small, width - 2 * pad)]
+    for text, f in header:
+        draw.text((x0 + pad, y), text, fill=(0, 0, 0), font=f)
         y += int(f.size * 1.4)
     y += pad
     shown = dmap.legend(entries)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fol_core.draw import (
     class_colour,
     colorize,
     draw_boxes,
+    font,
     heatmap_overlay,
     label_origin,
     label_size,
     overlay,
     tile_size,
+    wrap_text,
 )
 from fol_core.result import Box, Explanation, Localization
 
@@ -137,3 +139,11 @@ def test_the_overlay_lights_every_class_explained(fol):
     cold = np.asarray(heatmap_overlay(photo, np.zeros((20, 40), np.float32), alpha=0.4 if not fol else 0.45))
     lit = np.abs(drawn - cold.astype(int)).sum(-1)
     assert lit[:, 5:35].min() > 30 and lit[:, 45:75].min() > 30  # both halves, not only the first class's
+
+
+def test_wrap_text_keeps_every_word_within_the_width():
+    draw, face = ImageDraw.Draw(Image.new("RGB", (10, 10))), font(14)
+    text = "frame = the review's label where decided, else the predicted user label"
+    lines = wrap_text(draw, text, face, 180)
+    assert len(lines) > 1 and " ".join(lines) == text
+    assert all(draw.textlength(line, font=face) <= 180 for line in lines)

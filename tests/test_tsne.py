@@ -206,13 +206,23 @@ def test_map_tab_opens_a_clicked_image_in_the_review_queue(model, examples_dir, 
     from fol_core.webapp import dataset_map, review
 
     photos = _variants(examples_dir, tmp_path / "photos", 6)
-    prelabel_folder(str(photos), tmp_path / "projects" / "demo", method="cam", limit=4, model=model)
+    project, _, _ = prelabel_folder(str(photos), tmp_path / "projects" / "demo", method="cam", limit=4, model=model)
+    state = review.start(project.folder, "name", "all")  # a reviewer's decisions frame their images
+    first, second = (project.image(i).file_name for i in state["ids"][:2])
+    boxes = review.current(state).annotator["boxes"]
+    review.decide(state, "accept", {"boxes": [{**boxes[0], "label": "kitty"}] if boxes else [
+        {"xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9, "label": "kitty"}]})
+    review.decide(review.jump(state, second), "reject")
     workdir = webapp.workdir()
     try:
         view = dataset_map.make_map(dataset_map.SOURCES[1], None, tmp_path / "projects", "demo", model.name, 1000,
                                     workdir, progress=False)
         assert Image.open(view.picture).size[1] == auto_size(6) and "6 images" in view.summary
+        assert "the review's label where decided" in view.summary
         dmap, folder = view.state["map"], view.state["project"]
+        label = dict(zip(dmap.paths, dmap.labels))
+        assert (label[first], label[second]) == ("kitty", dataset_map.REVIEW_REJECTED)
+        assert dmap.labels.count("kitty") == dmap.labels.count(dataset_map.REVIEW_REJECTED) == 1  # the rest predicted
         assert sorted(dmap.paths) == sorted(r.file_name for r in review.get_project(folder).images())
         opened, waiting = 0, 0
         for i, name in enumerate(dmap.paths):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .. import tsne
+from ..bootstrap.project import Review
 from ..draw import hex_colour
 from ..errors import one_line
 from ..images import IMAGE_SUFFIXES, load_image
@@ -25,6 +27,8 @@ from ..tsne import LEGEND_ENTRIES, NO_LABEL_COLOUR, DatasetMap, MapError, Opener
 from . import review
 
 SOURCES = ["Upload", "Pre-labeling project"]
+REVIEW_REJECTED = "(rejected)"
+REVIEW_NO_OBJECT = "(accepted: no object)"
 
 
 @dataclass
@@ -51,16 +55,18 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
             raise review.ProjectError("No pre-labeling project yet: pre-label a folder first (Pre-label tab).")
         folder = str(review.existing_project(root, project))
         names, opener, label_map = project_images(folder)
+        decided = review_labels(folder)
     else:
         if not uploads:
             raise MapError("Upload a folder, some images or a zip of them first.")
         names, opener, label_map = [str(p) for p in collect_uploads(uploads, workdir, notes)], None, None
+        decided = None
     model = load_model(model_name)
     if label_map is not None and not label_map.fits(model):
         notes.append(f"the project's labels name another model's classes: the frames show {Path(model.name).name}'s "
                      "predicted class (pick the model the project was pre-labeled with to see its labels)")
         label_map = None
-    dmap = tsne.build_map(names[: int(limit)], model, label_map, opener=opener, progress=progress)
+    dmap = tsne.build_map(names[: int(limit)], model, label_map, opener=opener, progress=progress, decided=decided)
     size = tsne.auto_size(len(dmap))
     png, csv_path = Path(workdir) / "dataset-map.png", Path(workdir) / "dataset-map.csv"
     tsne.render_map(dmap, size).save(png)
@@ -68,8 +74,7 @@ def make_map(source: str, uploads: Sequence[str] | None, root: str | Path, proje
     left_out = "; ".join(html.escape(x) for x in dmap.skipped[:5])
     skipped = f"  \n{len(dmap.skipped)} unreadable file(s) left out: {left_out}" if dmap.skipped else ""
     skipped += "".join(f"  \n⚠️ {html.escape(n)}" for n in notes[:5])
-    where = (" (the model's, not the review's decisions). Clicking one also opens it in the **Review** tab"
-             if folder else "")
+    where = ". Clicking one also opens it in the **Review** tab" if folder else ""
     summary = (f"**{len(dmap)} images** mapped in {sum(dmap.seconds.values()):.0f} s, framed by {dmap.colour_by}{where}. "
                f"Click a thumbnail, or brush across the scatter, to see an image.{skipped}")
     state = {"map": dmap, "size": size, "project": folder}
@@ -123,6 +128,19 @@ def project_images(folder: str | Path) -> tuple[list[str], Opener, LabelMap | No
     project = review.get_project(folder)
     label_map = project.label_map
     return list(project.file_names().values()), project.open, label_map if label_map.spec else None
+
+
+def review_labels(folder: str | Path) -> dict[str, str]:
+    """What the reviewer decided, by file name: an accepted image's most frequent box label (REVIEW_NO_OBJECT
+    for one accepted without a box), REVIEW_REJECTED for a rejected one; pending images are not in it."""
+    decided = {}
+    for rec in review.get_project(folder).images():
+        if rec.review == Review.REJECTED:
+            decided[rec.file_name] = REVIEW_REJECTED
+        elif rec.review == Review.ACCEPTED:
+            labels = Counter(b.label for b in rec.boxes or [])
+            decided[rec.file_name] = labels.most_common(1)[0][0] if labels else REVIEW_NO_OBJECT
+    return decided
 
 
 def project_model(root: str | Path, name: str | None) -> str | None:
