@@ -369,6 +369,14 @@ def _open_review(name, order, status, request: gr.Request):
 
 
 @handled
+def _requeue(state, order, status, request: gr.Request):
+    """Order or Show changed while a project is open: its queue again, sorted and filtered so."""
+    if not (state and state.get("project")):
+        return (gr.skip(),) * len(REVIEW_OUTPUTS)
+    return _open_review(Path(state["project"]).name, order, status, request)
+
+
+@handled
 def _decide(state, annotated, drawn, action):
     """Decide on the image the canvas shows: `drawn` is the token of the photo the browser drew (KEYS_JS)."""
     if annotated is None:
@@ -512,6 +520,8 @@ def review_tab() -> tuple[list, gr.Dropdown]:
     select_mode = {"fn": None, "js": SELECT_MODE_JS}
     refresh.click(_project_choices, project, project, api_visibility="private")
     start.click(_open_review, [project, order, status], outputs, api_name="review_open").then(**select_mode)
+    for choice in (order, status):
+        choice.input(_requeue, [state, order, status], outputs, api_visibility="private").then(**select_mode)
     seen = [state, annotator, drawn]
     accept.click(lambda s, a, d: _decide(s, a, d, "accept"), seen, outputs,
                  api_name="review_accept").then(**select_mode)
@@ -523,9 +533,11 @@ def review_tab() -> tuple[list, gr.Dropdown]:
                  api_visibility="private")
     prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private").then(**select_mode)
     nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private").then(**select_mode)
-    go.click(_jump, [state, target], outputs, api_visibility="private").then(**select_mode)
+    for asked in (go.click, target.submit):
+        asked(_jump, [state, target], outputs, api_visibility="private").then(**select_mode)
     undo.click(_undo_decision, state, outputs, api_visibility="private").then(**select_mode)
-    annotator.change(_edited, [state, annotator], edits, api_visibility="private", trigger_mode="always_last")
+    annotator.change(_edited, [state, annotator], edits, api_visibility="private", trigger_mode="always_last",
+                     show_progress="hidden")
     boxes.input(_select_box, [state, boxes], [state, label], api_visibility="private")
     label.input(lambda s, name: _box_edit(s, review.relabel, name), [state, label], edits,
                 api_visibility="private")
@@ -822,7 +834,9 @@ KEYS_JS = """<script>
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",
     z: "review-undo-edit", u: "review-undo", delete: "review-delete", backspace: "review-delete"};
-  const typing = (el) => el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  // a radio button or checkbox clicked last (the Queue panel's) keeps the focus but takes no typing
+  const typing = (el) => el && (el.isContentEditable || ["TEXTAREA", "SELECT"].includes(el.tagName)
+    || (el.tagName === "INPUT" && !["radio", "checkbox", "button", "range"].includes(el.type)));
   document.addEventListener("keydown", (e) => {
     if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     const accept = document.getElementById("review-accept");

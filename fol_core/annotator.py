@@ -11,6 +11,7 @@ fails to parse them when the user clicks before the canvas has redrawn.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -75,20 +76,25 @@ def from_annotator(
 ) -> list[Box]:
     """The annotator's boxes (display pixels) -> boxes in the photo's pixels, edges ordered and clipped.
 
-    A box equal to a proposed one as shown (same label, same rounded corners) is that proposal, exact;
-    any other box is the user's (score 1, `method`). A box drawn without a label gets `default_label`.
+    A box equal to a proposed one as shown (same label, same rounded corners) is that proposal, exact; one only
+    relabelled keeps the proposal's exact corners; any other box is the user's (score 1, `method`). A box drawn
+    without a label gets `default_label`.
     """
-    shown = {}
+    shown, corners = {}, {}
     for b, d in zip(proposed, to_annotator(proposed, scale)):
         shown.setdefault((d["label"], d["xmin"], d["ymin"], d["xmax"], d["ymax"]), b)
+        corners.setdefault((d["xmin"], d["ymin"], d["xmax"], d["ymax"]), b)
     out = []
     for d in dicts:
         label = str(d.get("label") or "").strip() or default_label
         x0, x1 = sorted((float(d["xmin"]), float(d["xmax"])))
         y0, y1 = sorted((float(d["ymin"]), float(d["ymax"])))
-        same = shown.get((label, round(x0), round(y0), round(x1), round(y1)))
-        if same is not None:
+        key = (round(x0), round(y0), round(x1), round(y1))
+        if (same := shown.get((label, *key))) is not None:
             out.append(same)
+            continue
+        if (kept := corners.get(key)) is not None:  # relabelled where it was proposed
+            out.append(replace(kept, label=label, class_index=_class_of(label, proposed), score=1.0, method=method))
             continue
         x0, x1 = max(0.0, x0 * scale), min(float(width), x1 * scale)
         y0, y1 = max(0.0, y0 * scale), min(float(height), y1 * scale)

@@ -92,7 +92,7 @@ def test_prelabel_review_and_export_in_the_browser(page, server, tmp_path):
 
     page.get_by_text("Export the project").click()
     page.click("#review-export")
-    expect(page.get_by_text("Exported 1 image to")).to_be_visible(timeout=300_000)
+    expect(page.get_by_text("Exported 1 image (accepted) to")).to_be_visible(timeout=300_000)
     link = page.locator("a[download=\"pets-coco.zip\"]")
     with page.expect_download() as download:
         link.click()

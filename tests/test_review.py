@@ -73,6 +73,10 @@ def test_annotator_boxes_scale_back_to_a_large_photos_pixels(examples_dir):
     back = annotator.from_annotator(moved, scale, 4000, 3000, truth)
     assert (back[0].x0, back[0].y0, back[0].x1, back[0].y1) == (1050.0, 500.0, 4000.0, 2500.0)
     assert annotator.from_annotator(dicts, scale, 4000, 3000, truth) == truth  # untouched: exact
+    truth = [Box(1000.7, 500.3, 3000.2, 2500.9, "cup", 968, 0.9, "fol")]  # corners between display pixels
+    relabelled = annotator.from_annotator([{**annotator.to_annotator(truth, scale)[0], "label": "mug"}], scale, 4000,
+                                          3000, truth, method="review")
+    assert relabelled == [Box(1000.7, 500.3, 3000.2, 2500.9, "mug", -1, 1.0, "review")]  # only the label changed
     small, scale = annotator.display_copy(Image.open(examples_dir / "chelsea.png"))  # small photos are enlarged
     assert small.size == (640, 426) and scale == pytest.approx(451 / 640)
     drawn = annotator.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)
@@ -116,10 +120,16 @@ def test_the_side_panel_relabels_deletes_and_undoes_box_edits(proposed):
         review.label_key(state, 7)
     # the canvas: a box drawn (the annotator puts it first, unnumbered), one relabelled in its own dialog
     canvas = review.annotator_value(state)
+    pressed = {**canvas, "boxes": [{"xmin": 5, "ymin": 5, "xmax": 5, "ymax": 5, "label": ""}, *canvas["boxes"]]}
+    assert review.edited(state, pressed) == (state, False)  # the mouse went down: a redraw would end the drag
     canvas["boxes"] = [{"xmin": 5, "ymin": 5, "xmax": 40, "ymax": 40, "label": ""},
                        {**canvas["boxes"][0], "label": "dog"}, canvas["boxes"][1]]
-    state, redraw = review.edited(state, canvas)
-    assert redraw and [b["label"] for b in state["boxes"]] == ["dog", "cup", ""] and state["sel"] == 2
+    state, redraw = review.edited(state, canvas)  # drawn: its label dialog may be open, so no redraw yet
+    assert not redraw and [b["label"] for b in state["boxes"]] == ["dog", "cup", ""] and state["sel"] == 2
+    state, redraw = review.edited(state, {**canvas, "boxes": [{**canvas["boxes"][0], "label": "bowl"},
+                                                              *canvas["boxes"][1:]]})
+    assert redraw and [b["label"] for b in state["boxes"]] == ["dog", "cup", "bowl"]  # labelled: renumbered
+    state = review.undo_edit(state)  # the drawn box unlabelled again
     assert review.edited(state, {**canvas, "image": "elsewhere/ffffffff-9.jpg"}) == (state, False)  # stale: ignored
     with pytest.raises(ProjectError, match="Box 3 has no label"):
         review.decide(state, "accept", review.annotator_value(state))
@@ -152,12 +162,15 @@ def test_export_names_the_folders_only_on_a_local_run(prelabeled, tmp_path):
     state = review.start(prelabeled.folder, order="name", status="all")
     review.decide(state, "accept", review.current(state).annotator)
     n = len(prelabeled.annotated(False))  # this test's image, and those earlier tests accepted
-    done = f"Exported {n} image{'' if n == 1 else 's'}"
+    done = f"Exported {n} image{'' if n == 1 else 's'} (accepted)"
     local, files = review.export(state, ["voc", "coco"], False, False, tmp_path / "local")
     assert local.startswith(f"{done} to ") and str(prelabeled.folder) in local
     public, files = review.export(state, ["voc", "coco"], False, False, tmp_path / "public", show_paths=False)
     assert public == f"{done} as Pascal VOC, COCO JSON: download the zips below."
     assert sorted(Path(f).name for f in files) == ["demo project-coco.zip", "demo project-voc.zip"]
+    m = len(prelabeled.annotated(True))
+    both, _ = review.export(state, ["coco"], True, True, tmp_path / "both", show_paths=False)
+    assert m > n and both.startswith(f"Exported {m} images ({n} accepted, {m - n} proposed and not reviewed yet)")
 
 
 def test_an_image_gone_from_the_source_can_be_passed_over_and_is_not_exported(tmp_path, examples_dir, model):

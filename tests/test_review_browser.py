@@ -158,6 +158,42 @@ def test_quick_clicks_after_double_clicks_never_decide_an_unseen_image(page, ser
     project.close()
 
 
+def test_a_box_drawn_on_the_canvas_is_labelled_and_accepted(page, server, examples_dir, model):
+    """In a project without a label map (ImageNet's names): the mouse going down used to redraw the canvas, which
+    ended the drag, and the annotator's label dialog failed on an empty label list, which froze the canvas."""
+    _, folder = server
+    prelabel_folder(str(examples_dir), folder.parent / "plain", method="cam", model=model)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.get_by_role("tab", name="Localize").click()  # the Review tab lists the projects again when shown
+    _open(page, name="plain")
+    before = _labels(page)
+    page.locator("#review-annotator button[aria-label^='Create box']").click()
+    canvas = page.locator("#review-annotator canvas").bounding_box()
+    x, y = canvas["x"] + canvas["width"] * 0.4, canvas["y"] + canvas["height"] * 0.4
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 9):
+        page.mouse.move(x + step * 12, y + step * 10)
+        page.wait_for_timeout(50)
+    page.mouse.up()
+    dialog = page.locator("#model-box-edit")
+    expect(dialog).to_be_visible()  # the annotator's own: pick the label, OK
+    label = dialog.locator("input[role=listbox]").input_value()
+    dialog.get_by_text("OK", exact=True).click()
+    assert label
+    expect(page.locator("#review-boxes label")).to_have_count(len(before) + 1)
+    expect(page.locator("#review-boxes label").last).to_have_text(f"{len(before) + 1}: {label}")
+    page.locator("#review-annotator canvas").click(position={"x": 5, "y": 5})  # focus back on the page's keys
+    page.keyboard.press("Enter")
+    _at(page, 2)
+    project = open_project(folder.parent / "plain")
+    drawn = [b for r in project.images() if r.review == "accepted" for b in r.boxes if b.method == "review"]
+    project.close()
+    assert len(drawn) == 1 and drawn[0].label == label and drawn[0].x1 - drawn[0].x0 > 20 < drawn[0].y1 - drawn[0].y0
+    assert not errors
+
+
 def test_localize_starts_in_select_mode(page):
     page.get_by_role("tab", name="Localize").click()
     page.get_by_label("CAM", exact=True).check()

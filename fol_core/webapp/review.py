@@ -39,6 +39,8 @@ MAX_LABEL_LIST = 200
 """Offer the map's labels as the annotator's choices when there are at most this many."""
 LABEL_KEYS = 9
 """Keys 1-9 give the selected box the project's first nine labels."""
+NEW_LABEL = "object"
+"""What a drawn box is offered in a project that has no label yet."""
 MAX_EDITS = 100
 """Box edits kept for undo within one image."""
 NUMBERED = re.compile(r"^(\d+): ?")
@@ -93,9 +95,10 @@ def project_folder(root: str | Path, name: str) -> Path:
 
 
 def label_choices(project: Project) -> list[str]:
-    """The labels offered when editing a box: the user's map's labels (ImageNet's 1000 names are too many)."""
-    lm = project.label_map
-    return lm.names if lm.spec and len(lm.names) <= MAX_LABEL_LIST else []
+    """The labels the annotator's own dialog offers for a box drawn on the canvas: the project's label set (the
+    keys 1-9 give its first nine), at most MAX_LABEL_LIST of them, never none (the dialog fails on an empty list;
+    the side panel's picker takes any label typed in)."""
+    return label_set(project)[:MAX_LABEL_LIST] or [NEW_LABEL]
 
 
 def list_projects(root: str | Path) -> list[str]:
@@ -147,7 +150,8 @@ def jump(state: dict, target: str | int) -> dict:
         pos for pos, i in enumerate(state["ids"]) if text.lower() in names[i].lower()
     ]
     if not hits:
-        raise ProjectError(f"no image in this queue is called {text!r}")
+        wider = "" if state.get("status") == "all" else f" (it shows {state.get('status')} images: Show all to look among every one)"
+        raise ProjectError(f"no image in this queue is called {text!r}{wider}")
     return _clamp(state, hits[0])
 
 
@@ -295,15 +299,16 @@ def edited(state: dict, annotated: dict | None) -> tuple[dict, bool]:
     if not state or not state.get("ids") or shown_token(annotated) != state.get("image"):
         return state, False
     raw = list((annotated or {}).get("boxes") or [])
+    if any(float(d["xmin"]) == float(d["xmax"]) or float(d["ymin"]) == float(d["ymax"]) for d in raw):
+        return state, False  # a box being drawn (the mouse just went down): a redraw now would end the drag
     before = state.get("boxes") or []
     boxes = _order(plain(raw), raw, before)
     redraw = [d.get("label") for d in raw] != [d["label"] for d in numbered(boxes)]
     if boxes == before:
         return state, redraw
-    sel = state.get("sel", 0)
-    if len(boxes) > len(before):
-        sel = len(boxes) - 1  # a box was drawn: select it, to be labelled
-    return _with_boxes(state, boxes, sel), redraw
+    if len(boxes) > len(before):  # a box was drawn: select it, to be labelled; the annotator's own label dialog
+        return _with_boxes(state, boxes, len(boxes) - 1), False  # may be open, so renumber on the next edit
+    return _with_boxes(state, boxes, state.get("sel", 0)), redraw
 
 
 def _with_boxes(state: dict, boxes: list[dict], sel: int) -> dict:
@@ -423,9 +428,10 @@ def decide(state: dict, action: str, annotated: dict | None = None, advance: boo
 
 
 def counts_line(counts: dict[str, int]) -> str:
+    """The review's counts; the pre-labeler's "no object found" counts its verdicts, decided or not."""
     extra = f" · {counts['new']} not pre-labeled" if counts.get("new") else ""
     return (f"**{counts['accepted']}** accepted · **{counts['pending']}** pending · "
-            f"**{counts['rejected']}** rejected · {counts['no_object']} with no object found{extra}")
+            f"**{counts['rejected']}** rejected · the pre-labeler found no object in {counts['no_object']}{extra}")
 
 
 def open_queue(root: str | Path, name: str | None, order: str, status: str) -> dict:
@@ -450,8 +456,9 @@ def export(state: dict | None, formats: list[str], include_proposals: bool, over
         raise ExportError("Choose at least one format.")
     folders = export_all(project, formats, include_proposals=include_proposals, overwrite=overwrite)
     files = [str(zip_export(path, downloads)) for path in folders.values()]
-    n = len(project.annotated(include_proposals))
-    done = f"Exported {n} image{'' if n == 1 else 's'}"
+    n, accepted = len(project.annotated(include_proposals)), len(project.annotated(False))
+    which = f"{accepted} accepted, {n - accepted} proposed and not reviewed yet" if include_proposals else "accepted"
+    done = f"Exported {n} image{'' if n == 1 else 's'} ({which})"
     if show_paths:
         return f"{done} to " + ", ".join(f"`{p}`" for p in folders.values()), files
     titles = {key: title for title, key in FORMATS}
