@@ -153,8 +153,8 @@ def test_quick_clicks_after_double_clicks_never_decide_an_unseen_image(page, ser
     assert token.endswith(f"-{next(r.id for r in project.images() if r.file_name == name)}")
     for d in project.decisions():
         if d["action"] == "accept":  # every accepted image kept boxes of its own (never another image's)
-            rec = project.image(d["image_id"])
-            assert all(b in rec.proposals for b in rec.boxes)
+            rec = project.image(d["image_id"])  # (pending again where an earlier test undid its accept)
+            assert all(b in rec.proposals for b in rec.boxes or [])
     project.close()
 
 
