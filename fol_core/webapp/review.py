@@ -36,7 +36,7 @@ SHOWN = ("pending", "all", Status.ACCEPTED.value, Status.REJECTED.value)
 """Which images a queue shows: pending, all reviewable ones, or those with one decision."""
 FORMATS = (("Pascal VOC", "voc"), ("COCO JSON", "coco"), ("YOLO", "yolo"), ("Hugging Face datasets", "hf"))
 MAX_LABEL_LIST = 200
-"""Offer the map's labels as the annotator's choices when there are at most this many."""
+"""The most labels the annotator's own label dialog offers (the project's first ones)."""
 LABEL_KEYS = 9
 """Keys 1-9 give the selected box the project's first nine labels."""
 NEW_LABEL = "object"
@@ -456,7 +456,8 @@ def export(state: dict | None, formats: list[str], include_proposals: bool, over
         raise ExportError("Choose at least one format.")
     folders = export_all(project, formats, include_proposals=include_proposals, overwrite=overwrite)
     files = [str(zip_export(path, downloads)) for path in folders.values()]
-    n, accepted = len(project.annotated(include_proposals)), len(project.annotated(False))
+    accepted = project.counts()["accepted"]  # what annotated(False) holds, without reading every box again
+    n = len(project.annotated(True)) if include_proposals else accepted
     which = f"{accepted} accepted, {n - accepted} proposed and not reviewed yet" if include_proposals else "accepted"
     done = f"Exported {n} image{'' if n == 1 else 's'} ({which})"
     if show_paths:
