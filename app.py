@@ -25,7 +25,11 @@ from fol_core.models import DEFAULT_MODEL, load_model
 from fol_core.webapp import dataset_map, localize, prelabel, review, train
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-EXAMPLE_PHOTOS = sorted(str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+FIRST_EXAMPLES = ("coffee.png", "chelsea.png", "rocket.jpg")
+"""The gallery's order: a class ImageNet has and the classifier is sure of first (espresso, 71%); the astronaut,
+whom no ImageNet class names (its boxes say "bobsled", with a caution), after them."""
+EXAMPLE_PHOTOS = sorted((str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                        key=lambda p: ((FIRST_EXAMPLES + (Path(p).name,)).index(Path(p).name), p))
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
 PROJECTS = Path(__file__).resolve().parent / "exports"
 """Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them, when projects are shared."""
@@ -36,17 +40,25 @@ ACCESS = webapp.Access(PROJECTS, models=MODELS)
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
 MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
 LOG = logging.getLogger("fol.app")
+PUBLIC_MAX_UPLOAD = "1gb"
+"""Largest upload a public deployment takes (a Space's disk is shared by every visitor); a local run has none."""
 
 
-def handled(fn: Callable) -> Callable:
+def handled(fn: Callable | None = None, *, keep: bool = False) -> Callable:
     """The one place errors meet the UI: a UserError becomes its one-line message; anything else is a bug,
-    logged with its traceback on the server and shown as such."""
+    logged with its traceback on the server and shown as such. With keep (the Review tab's keys and clicks), a
+    UserError is a warning and every output stays as it was: a stray key must not blank the photo on screen."""
+    if fn is None:
+        return functools.partial(handled, keep=keep)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
+            if keep:
+                gr.Warning(html.escape(one_line(exc)))
+                return gr.skip()
             raise gr.Error(html.escape(one_line(exc)), title="Cannot do that", print_exception=False) from None
         except gr.Error:
             raise
@@ -368,7 +380,7 @@ def _open_review(name, order, status, request: gr.Request):
     return _review_outputs(review.open_queue(_projects(request), name, order, status))
 
 
-@handled
+@handled(keep=True)
 def _requeue(state, order, status, request: gr.Request):
     """Order or Show changed while a project is open: its queue again, sorted and filtered so."""
     if not (state and state.get("project")):
@@ -376,7 +388,7 @@ def _requeue(state, order, status, request: gr.Request):
     return _open_review(Path(state["project"]).name, order, status, request)
 
 
-@handled
+@handled(keep=True)
 def _decide(state, annotated, drawn, action):
     """Decide on the image the canvas shows: `drawn` is the token of the photo the browser drew (KEYS_JS)."""
     if annotated is None:
@@ -387,22 +399,22 @@ def _decide(state, annotated, drawn, action):
     return _review_outputs(review.decide(review.need(state), action, annotated, drawn=drawn or ""))
 
 
-@handled
+@handled(keep=True)
 def _move(state, step):
     return _review_outputs(review.move(review.need(state), step))
 
 
-@handled
+@handled(keep=True)
 def _jump(state, target):
     return _review_outputs(review.jump(review.need(state), target))
 
 
-@handled
+@handled(keep=True)
 def _undo_decision(state):
     return _review_outputs(review.undo_decision(review.need(state)))
 
 
-@handled
+@handled(keep=True)
 def _edited(state, annotated):
     """The reviewer moved, resized, drew or deleted a box on the canvas: keep it (for undo and the side list)."""
     if not state or not state.get("ids"):
@@ -411,20 +423,20 @@ def _edited(state, annotated):
     return (state, review.annotator_value(state) if redraw else gr.skip(), *_box_panel(state))
 
 
-@handled
+@handled(keep=True)
 def _box_edit(state, edit, *args):
     """One box edit made in the side panel (relabel, label key, delete, undo) with the canvas's current boxes."""
     state = review.need(state)
     return _boxes_changed(edit(state, *args))
 
 
-@handled
+@handled(keep=True)
 def _select_box(state, index):
     state = review.select(review.need(state), index)
     return state, _box_panel(state)[1]
 
 
-@handled
+@handled(keep=True)
 def _export(state, formats, include_proposals, overwrite, workdir):
     """Write the chosen formats into the project's folder and offer each as a zip."""
     workdir = webapp.workdir(workdir)
@@ -432,7 +444,7 @@ def _export(state, formats, include_proposals, overwrite, workdir):
     return note, files, workdir
 
 
-@handled
+@handled(keep=True)
 def _improve(state, progress=PROGRESS):
     """Learn from the accepted boxes and propose again for the images not reviewed yet; the queue is redrawn."""
     state, note = review.improve_proposals(state, prelabel.progress_steps(progress))
@@ -692,7 +704,7 @@ def _train(upload, folder, name, epochs, wsddn, tune_blocks, request: gr.Request
     progress(0, desc="Reading the photos…")
     view = train.run(ACCESS, _session(request), upload, folder, name, epochs, wsddn, tune_blocks,
                      progress=train.progress_steps(progress, int(epochs or 1)))
-    return view.note, view.history
+    return view.note, gr.LinePlot(view.history, sort=list(view.history.epoch.unique()))  # epochs in order, not as text
 
 
 def train_tab():
@@ -910,6 +922,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, allow_folders: str | Path |
     load_model()
     demo = build_app()
     demo.queue(default_concurrency_limit=2)
+    launch_args.setdefault("max_file_size", None if shared else PUBLIC_MAX_UPLOAD)
     demo.launch(server_name=host, server_port=port, theme=gr.themes.Soft(), css=CSS, head=KEYS_JS,
                 allowed_paths=[str(EXAMPLES)], **launch_args)
     return demo

@@ -1,8 +1,10 @@
 """Boxes to and from gradio_image_annotation's dicts, on a display copy of the photo.
 
-The component is given a display copy of at most DISPLAY_MAX pixels a side (it misplaces boxes on
+The component is given a display copy of at most DISPLAY_MAX pixels wide (it misplaces boxes on
 images larger than its canvas, edgarGracia/gradio_image_annotator#33, and a 100 MP photo should never
-travel to the browser); small photos are enlarged to DISPLAY_MIN so their boxes are easy to grab.
+travel to the browser) and DISPLAY_MAX_HEIGHT high (it fits a photo to its width only, so a tall one
+would run past the window, its lower corners out of reach); small photos are enlarged to DISPLAY_MIN so
+their boxes are easy to grab.
 Its boxes are scaled back to the photo's own pixels here, and a box the user left untouched keeps
 its exact coordinates and score. Colours go as "rgb(r, g, b)" strings: with tuples the component
 fails to parse them when the user clicks before the canvas has redrawn.
@@ -21,24 +23,27 @@ from .imagenet import UnknownClassError, resolve_class
 from .result import Box
 
 DISPLAY_MAX = 1600
-"""The longest side of the copy shown in the annotator."""
+"""The widest copy shown in the annotator."""
+DISPLAY_MAX_HEIGHT = 800
+"""The highest copy shown in the annotator: the whole photo fits a laptop's window."""
 DISPLAY_MIN = 640
 """Smaller photos are shown enlarged to this longest side."""
 
 
-def display_scale(width: int, height: int, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> float:
+def display_scale(width: int, height: int) -> float:
     """Photo pixels per display pixel (the same both ways, so the aspect is kept)."""
+    shrink = max(width / DISPLAY_MAX, height / DISPLAY_MAX_HEIGHT)
+    if shrink > 1:
+        return shrink
     longest = max(width, height)
-    if longest > max_side:
-        return longest / max_side
-    if 0 < longest < min_side:
-        return longest / min_side
+    if 0 < longest < DISPLAY_MIN:
+        return longest / DISPLAY_MIN
     return 1.0
 
 
-def display_copy(photo: Image.Image, max_side: int = DISPLAY_MAX, min_side: int = DISPLAY_MIN) -> tuple[Image.Image, float]:
+def display_copy(photo: Image.Image) -> tuple[Image.Image, float]:
     """(the copy the annotator shows, photo pixels per display pixel)."""
-    scale = display_scale(photo.width, photo.height, max_side, min_side)
+    scale = display_scale(photo.width, photo.height)
     if scale == 1.0:
         return photo, 1.0
     size = (max(1, round(photo.width / scale)), max(1, round(photo.height / scale)))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import colorsys
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,10 +27,15 @@ def hex_colour(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+@functools.cache
 def font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib): labels in any Latin, Greek or Cyrillic script (Pillow's own font
+    draws "dögs" as "d□gs")."""
+    import matplotlib
+
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (OSError, ImportError):  # the font gone, or Pillow without FreeType
         return ImageFont.load_default()
 
 

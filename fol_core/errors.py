@@ -26,7 +26,7 @@ def one_line(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
     return line(str(exc), limit) or type(exc).__name__
 
 
-def about(name: str, exc: BaseException) -> str:
+def about(name: str, exc: BaseException | str) -> str:
     """One line on what went wrong with `name`, naming it once (most messages already start with it)."""
-    text = one_line(exc)
+    text = line(exc) if isinstance(exc, str) else one_line(exc)
     return text if text.startswith(str(name)) else line(f"{name}: {text}")

@@ -18,6 +18,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 """File endings read as images when a folder is listed (a dataset's XML, CSV or README are skipped)."""
 MAX_PIXELS = 100_000_000
 """Larger images are refused before decoding: a 20000 x 20000 photo or a decompression bomb."""
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard at ours (its default, 89.5 MP, would refuse a 90 MP scan first)
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
+"""16-bit and float pixels: shown stretched to 8 bits (an 8-bit reader would see them white or black)."""
 MIN_SIDE = 16
 """Smaller images hold too little to localize anything in."""
 
@@ -29,12 +32,22 @@ def turned(img: Image.Image) -> bool:
     return img.getexif().get(_ORIENTATION, 1) != 1
 
 
-def stored_turned(path: str | os.PathLike) -> bool:
-    """Whether the photo file stores its pixels turned (`turned`), from its header only; False for a file that
-    cannot be read as an image (or no longer exists)."""
+def _deep(img: Image.Image) -> bool:
+    return img.mode in HIGH_DEPTH_MODES or img.mode == "CMYK"
+
+
+def misread(img: Image.Image, depth: bool = True) -> bool:
+    """Whether common readers would see the file otherwise than fol showed it: turned (EXIF, which many ignore),
+    and with depth 16-bit or float pixels (8-bit readers clip them) or CMYK (4 channels where 3 are expected)."""
+    return turned(img) or (depth and _deep(img))
+
+
+def stored_misread(path: str | os.PathLike, depth: bool = True) -> bool:
+    """`misread` from the image file's header; False for a file that cannot be read as an image (or no longer
+    exists)."""
     try:
         with Image.open(path) as img:
-            return turned(img)
+            return misread(img, depth)
     except (OSError, SyntaxError, ValueError):
         return False
 
@@ -60,21 +73,27 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def upright_bytes(data: bytes) -> bytes | None:
-    """The photo file's bytes with its EXIF orientation applied to the pixels (the tag then dropped), or None when
-    there is nothing to turn (no tag, or one Pillow cannot write back). Boxes are in the upright photo's pixels,
-    as the reviewer saw it; an exported file that still stored its pixels sideways would put them in the wrong
-    place for every reader that ignores EXIF (torchvision's decode_jpeg, OpenCV's IMREAD_IGNOREORIENTATION,
-    COCO's own tools). JPEG is written again at quality 95."""
+def portable_bytes(data: bytes, depth: bool = True) -> bytes | None:
+    """The image file's bytes as every reader will see what the reviewer saw, where `misread` says a reader would
+    not (depth: 16-bit, float and CMYK files too); None when there is nothing to change (or Pillow cannot write
+    the format back).
+
+    Boxes are in the upright photo's pixels, so EXIF's turn is applied to the pixels (the tag then dropped): a
+    reader that ignores EXIF (torchvision's decode_jpeg, OpenCV's IMREAD_IGNOREORIENTATION, COCO's own tools)
+    would put them in the wrong place. 16-bit and float pixels are stretched to 8 bits as fol showed them, CMYK
+    becomes RGB. The format and so the file name stay; JPEG is written again at quality 95."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if not turned(img):
+            if not misread(img, depth):
                 return None
             kind = "JPEG" if img.format in ("JPEG", "MPO") else img.format
-            upright = ImageOps.exif_transpose(img)
+            shown = ImageOps.exif_transpose(img) if turned(img) else img
+            if depth and _deep(img):
+                shown = _to_8bit(shown) if img.mode in HIGH_DEPTH_MODES else shown.convert("RGB")
+            profile = img.info.get("icc_profile") if shown.mode == img.mode else None  # CMYK's profile is not RGB's
             out = io.BytesIO()
             extra = {"quality": 95} if kind == "JPEG" else {}
-            upright.save(out, format=kind, exif=upright.getexif(), icc_profile=img.info.get("icc_profile"), **extra)
+            shown.save(out, format=kind, exif=shown.getexif(), icc_profile=profile, **extra)
             return out.getvalue()
     except (OSError, SyntaxError, ValueError, KeyError):  # unreadable, or a format Pillow cannot save
         return None
@@ -84,12 +103,17 @@ class ImageError(UserError):
     """An input that is not a usable image; the message is one line meant for the user."""
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit or float pixels stretched from their least to their greatest value, as 8-bit grey."""
+    arr = np.asarray(img, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(arr.astype(np.uint8), "L")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode in HIGH_DEPTH_MODES:
+        img = _to_8bit(img)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
@@ -129,7 +153,8 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{label}: too large to open safely (a decompression bomb?)") from None
+            raise ImageError(f"{label}: too large to open (more than {MAX_PIXELS // 1_000_000} megapixels, or a "
+                             "decompression bomb)") from None
         except UnidentifiedImageError:
             raise ImageError(f"{label}: not an image file Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as exc:

@@ -59,6 +59,15 @@ def relative_parts(name: str) -> list[str]:
     return [p for p in map(_clean_part, parts) if p]
 
 
+def folder_name(name: str | None) -> str:
+    """One safe folder name for a name the user typed (a project's, a model's): its meaningful parts joined by
+    "-", "" when it has none; longer than MAX_NAME bytes is refused (a file system takes 255 at most)."""
+    clean = "-".join(relative_parts(name or ""))
+    if len(clean.encode("utf-8")) > MAX_NAME:
+        raise UnsafePathError(f"{clean[:40]}…: too long a name (at most {MAX_NAME} letters)")
+    return clean
+
+
 def flat_name(relative: str) -> str:
     """A relative path as one safe file name: folders joined by SEPARATOR, unicode and spaces kept."""
     parts = relative_parts(relative) or ["image"]
@@ -119,6 +128,17 @@ def _unreadable(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its maker wrote it: zip tools on Linux and macOS store UTF-8 names without the
+    UTF-8 flag, which zipfile then reads as the old DOS code page (dögs/ becoming d├╢gs/)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:  # not UTF-8 after all (or not cp437's): as zipfile read it
+        return info.filename
+
+
 def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None = None) -> Extraction:
     """Extract the images (and CSV files) of a zip into dest, guarding against zip-slip and zip bombs.
 
@@ -144,7 +164,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                 raise UnsafePathError(f"{name}: {len(members)} files is too many (at most {ZIP_MAX_FILES})")
             wanted, nested = [], 0
             for info in members:
-                parts = relative_parts(info.filename)
+                parts = relative_parts(member_name(info))
                 if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16) or not parts:
                     continue
                 if parts[0] == "__MACOSX" or parts[-1].startswith("._"):
@@ -165,7 +185,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
             for info, parts in wanted:
                 why = _unreadable(info)
                 if why:
-                    done.skipped.append(line(f"{info.filename}: {why}"))
+                    done.skipped.append(line(f"{member_name(info)}: {why}"))
                     continue
                 target = safe_join(dest, *parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +199,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                             dst.write(chunk)
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
                     target.unlink(missing_ok=True)
-                    done.skipped.append(line(f"{info.filename}: cannot be extracted ({one_line(exc)})"))
+                    done.skipped.append(line(f"{member_name(info)}: cannot be extracted ({one_line(exc)})"))
                     continue
                 done.files.append(target)
     except BaseException:

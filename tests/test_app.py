@@ -84,19 +84,19 @@ def test_localize_with_fol_then_export(url):
 
 def test_large_photo_boxes_come_back_in_the_photos_pixels(url, tmp_path):
     big = tmp_path / "big.jpg"
-    Image.open(EXAMPLES / "rocket.jpg").convert("RGB").resize((4000, 3000)).save(big, quality=90)
+    Image.open(EXAMPLES / "rocket.jpg").convert("RGB").resize((4000, 2000)).save(big, quality=90)
     client = Client(url, verbose=False)
     out = localize(client, big)
-    assert "Photo: 4000 x 3000 pixels" in out["summary"]
+    assert "Photo: 4000 x 2000 pixels" in out["summary"]
     shown = out["annotator"]["value"]
-    assert Image.open(shown["image"]).size == (1600, 1200)  # the annotator gets a display copy
+    assert Image.open(shown["image"]).size == (1600, 800)  # the annotator gets a display copy
     found = out["table"]["data"]
-    drawn = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 900, "label": "missile", "color": "rgb(255, 0, 0)"}
+    drawn = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 700, "label": "missile", "color": "rgb(255, 0, 0)"}
     table, voc_file, coco_file = accept(client, out["annotator"], [drawn])
     assert table[:-1] == found  # unchanged boxes keep their exact coordinates
-    assert table[-1][:5] == ["missile", 1000, 750, 2000, 2250]  # display pixels x 2.5
-    assert read_voc(voc_file)[-1] == ("missile", [1001, 751, 2000, 2250])
-    assert read_coco(coco_file)[-1] == ("missile", [1000, 750, 1000, 1500])
+    assert table[-1][:5] == ["missile", 1000, 750, 2000, 1750]  # display pixels x 2.5
+    assert read_voc(voc_file)[-1] == ("missile", [1001, 751, 2000, 1750])
+    assert read_coco(coco_file)[-1] == ("missile", [1000, 750, 1000, 1000])
     assert [b[1] for b in read_coco(coco_file)[:-1]] == [pytest.approx([r[1], r[2], r[3] - r[1], r[4] - r[2]], abs=0.06)
                                                          for r in found]
 

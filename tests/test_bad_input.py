@@ -8,8 +8,10 @@ confined to ROOT; each browser session sees only its own projects).
 from __future__ import annotations
 
 import html
+import json
 import os
 import struct
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -361,6 +363,7 @@ def test_a_second_session_cannot_open_the_first_ones_project(server):
                               "gradcam", 0, False, api_name="/prelabel")
 
     assert "**mine**: 1 new image;" in prelabel(first, "", upload, "mine")
+    assert json.loads(urllib.request.urlopen(url + "config", timeout=30).read())["max_file_size"] == 1024**3  # 1 GB
     assert "**folder**: 2 new images" in prelabel(first, "photos", None, "folder")
     opened = first.predict("mine", "confidence", "all", api_name="/review_open")
     assert "1 / 1" in opened

@@ -28,7 +28,7 @@ def page(url):
 
 
 def test_upload_localize_nudge_accept_download(page, tmp_path):
-    page.locator("#example-gallery button.thumbnail-item").first.click()  # astronaut.png: a click runs it
+    page.locator("#example-gallery button.thumbnail-item").last.click()  # astronaut.png: a click runs it
     expect(page.locator("#summary")).to_contain_text("the classifier is unsure (bobsled")
     expect(page.locator("#box-table tbody")).to_contain_text("bobsled")
     page.locator("#photo-file button[aria-label='Clear']").click()  # to upload another photo

@@ -16,6 +16,7 @@ from torchvision.datasets import VOCDetection
 from fol_core.bootstrap import export as exp
 from fol_core.errors import UserError
 from fol_core.formats import yolo
+from fol_core.images import load_image
 from fol_core.webapp import review
 
 
@@ -96,11 +97,12 @@ def test_an_export_never_overwrites_another_projects_files(reviewed, tmp_path):
     assert again == prelabeled.folder / "voc" and not list(prelabeled.folder.glob(".voc.*"))
 
 
-def test_a_photo_stored_sideways_is_exported_upright(tmp_path, examples_dir, model):
+def test_a_photo_stored_sideways_or_deep_is_exported_as_the_reviewer_saw_it(tmp_path, examples_dir, model):
     """A phone photo stores its pixels sideways with an EXIF orientation; its boxes are in the upright photo the
     reviewer saw. It used to be copied as stored, so VOC said 600 x 400 over 400 x 600 pixels and every reader
-    that ignores EXIF put the boxes in the wrong place. Now every format holds it upright; other photos are
-    still copied (or linked) as they are."""
+    that ignores EXIF put the boxes in the wrong place. Now every format holds it upright. A 12-bit scan in a
+    16-bit PNG was copied too, which 8-bit readers show white; a CMYK JPEG has 4 channels. Both are now the
+    8-bit grey or RGB fol showed, under the same name. Other photos are still copied (or linked) as they are."""
     import numpy as np
     from PIL import ImageOps
 
@@ -113,6 +115,8 @@ def test_a_photo_stored_sideways_is_exported_upright(tmp_path, examples_dir, mod
     exif[0x0112] = 6  # "turn 90 degrees clockwise to view"
     upright.transpose(Image.Transpose.ROTATE_90).save(src / "turned.jpg", exif=exif.tobytes(), quality=95)
     upright.save(src / "plain.jpg", quality=95)
+    Image.fromarray(np.asarray(upright.convert("L")).astype(np.uint16) * 16).save(src / "deep.png")  # 12 bits
+    upright.convert("CMYK").save(src / "cmyk.jpg", quality=95)
     project, _ = open_run(str(src), str(tmp_path / "p"))
     run_prelabel(project, model, "cam")
     out = {fmt: exp.export(project, fmt, include_proposals=True, link=True) for fmt in exp.FORMATS}
@@ -123,14 +127,21 @@ def test_a_photo_stored_sideways_is_exported_upright(tmp_path, examples_dir, mod
             assert img.size == (600, 400) and img.getexif().get(0x0112, 1) == 1
             assert np.abs(np.asarray(img).astype(int) - shown).mean() < 3
         assert (folder / "plain.jpg").read_bytes() == (src / "plain.jpg").read_bytes()
+        for name, mode in (("deep", "L"), ("cmyk", "RGB")):
+            seen = np.asarray(load_image(src / f"{name}.{'png' if name == 'deep' else 'jpg'}").convert(mode)).astype(int)
+            exported = next(folder.glob(f"{name}.*"))
+            with Image.open(exported) as img:
+                assert img.mode == (mode if folder.name == "images" else "RGB")
+                assert np.abs(np.asarray(img.convert(mode)).astype(int) - seen).mean() < 3
     assert (files["voc"] / "plain.jpg").stat().st_ino == (src / "plain.jpg").stat().st_ino  # --link still links
     ann = VOCDetection.parse_voc_xml(ET.parse(out["voc"] / "Annotations" / "turned.xml").getroot())["annotation"]
     assert (ann["size"]["width"], ann["size"]["height"]) == ("600", "400")
     api = COCO(str(out["coco"] / "annotations.json"))
     assert {(i["file_name"], i["width"], i["height"]) for i in api.loadImgs(api.getImgIds())} == {
-        ("turned.jpg", 600, 400), ("plain.jpg", 600, 400)}
+        ("turned.jpg", 600, 400), ("plain.jpg", 600, 400), ("deep.png", 600, 400), ("cmyk.jpg", 600, 400)}
     for row in datasets.load_from_disk(str(out["hf"])):
         assert row["image"].size == (row["width"], row["height"]) == (600, 400)
+        assert row["image"].mode in ("RGB", "L")
 
 
 def test_exports_at_once_into_one_folder_leave_one_whole_export(reviewed):

@@ -36,7 +36,7 @@ def items(examples_dir) -> list[AnnotatedImage]:
     cup = Image.open(examples_dir / "coffee.png")
     rocket = Image.open(examples_dir / "rocket.jpg")
     return [
-        AnnotatedImage("chelsea.png", *cat.size, [Box(36.24, 10.5, 410.73, 300.0, "cat", 285, 0.79, "fol")]),
+        AnnotatedImage("chelsea.png", *cat.size, [Box(36.24, 10.5, 451.0, 300.0, "cat", 285, 0.79, "fol")]),  # to the edge
         AnnotatedImage("coffee.png", *cup.size, [
             Box(77.68, 0.0, 479.46, 351.79, "cup", 968, 0.9, "gradcam"),
             Box(10.0, 20.0, 60.5, 90.25, "spoon", -1, 1.0, "review"),
@@ -145,6 +145,7 @@ def test_hf_round_trip_with_load_from_disk(items, tmp_path, examples_dir):
     assert ds.features["objects"]["category"].feature.names[:2] == ["cat", "cup"]
     for row, item in zip(ds, items):
         assert row["image"].size == (item.width, item.height)
+        assert all(x + w <= item.width and y + h <= item.height for x, y, w, h in row["objects"]["bbox"])  # float32
         names = ds.features["objects"]["category"].feature
         got = [(names.int2str(c), x, y, x + w, y + h) for (x, y, w, h), c in zip(row["objects"]["bbox"], row["objects"]["category"])]
         for (l0, *a), (l1, *c) in zip(_corners(item), got):

@@ -38,6 +38,21 @@ def test_zip_slip_is_contained(tmp_path, examples_dir):
     assert not list(tmp_path.glob("evil*")) and not (tmp_path / "project" / "evil3.png").exists()
 
 
+def test_utf8_member_names_without_the_utf8_flag_keep_their_letters(tmp_path, examples_dir):
+    archive = tmp_path / "linux-zip.zip"
+    names = {"dögs/名前.png": "dögs/名前.png".encode(), "dos/café.png": b"dos/caf\x82.png"}  # cp437's é: not UTF-8
+    with zipfile.ZipFile(archive, "w") as z:  # ASCII stand-ins of the same byte length: no UTF-8 flag
+        for raw in names.values():
+            z.writestr(bytes(c if c < 128 else ord("Q") for c in raw).decode(), (examples_dir / "chelsea.png").read_bytes())
+    data = archive.read_bytes()
+    for raw in names.values():  # then the bytes a Linux or DOS zip tool writes
+        data = data.replace(bytes(c if c < 128 else ord("Q") for c in raw), raw)
+    archive.write_bytes(data)
+    assert not any(i.flag_bits & 0x800 for i in zipfile.ZipFile(archive).infolist())
+    written = paths.extract_zip(archive, tmp_path / "out").files
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == sorted(names)
+
+
 def test_zip_bombs_are_refused(tmp_path, monkeypatch, examples_dir):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

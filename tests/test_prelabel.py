@@ -157,6 +157,21 @@ def test_an_image_labelled_background_gets_no_box_and_an_unknown_label_a_note(tm
     project.close()
 
 
+def test_an_image_that_failed_is_tried_again_on_the_next_run(tmp_path, examples_dir, model):
+    (tmp_path / "src").mkdir()
+    shutil.copy(examples_dir / "coffee.png", tmp_path / "src" / "a.png")
+    (tmp_path / "src" / "b.png").write_bytes(b"not yet a photo")
+    project, summary, _ = prelabel_folder(str(tmp_path / "src"), tmp_path / "p", method="cam", model=model)
+    assert summary.failed == 1 and project.counts()["failed"] == 1
+    assert summary.errors == ["b.png: not an image file Pillow can read"]  # named once
+    project.close()
+    shutil.copy(examples_dir / "chelsea.png", tmp_path / "src" / "b.png")  # the user mends the file
+    project, summary, new = prelabel_folder(str(tmp_path / "src"), tmp_path / "p", model=model)
+    assert new == 0 and summary.done == 1 and summary.failed == 0
+    assert {r.key: r.stage for r in project.images()} == {"a.png": "proposed", "b.png": "proposed"}
+    project.close()
+
+
 def test_a_second_run_on_a_project_in_use_is_refused_and_leaves_it_whole(tmp_path, examples_dir, model):
     """Two runs at once (a double click, two tabs, the CLI beside the app) would extract the same upload and could
     remove the project under each other: the second is refused in one line, across processes too."""
@@ -184,4 +199,8 @@ def test_a_resumed_run_keeps_the_learned_setting_and_says_what_changes(tmp_path,
     notes = run_prelabel(project, model, "cam", limit=1).notes
     assert notes == ["this project's images so far were pre-labeled with method gradcam, these with method cam"]
     assert [{b.method for b in r.proposals} for r in project.images()][:3] == [{"gradcam"}, {"gradcam"}, {"cam"}]
+    run_prelabel(project, model, "cam")
+    done = project.meta("settings")
+    assert not run_prelabel(project, model, "gradcam").notes  # nothing left: no note, and the settings stay
+    assert project.meta("settings") == done
     project.close()

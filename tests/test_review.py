@@ -63,20 +63,20 @@ def test_review_queue_sorts_least_sure_first_and_saves_decisions(prelabeled):
 
 
 def test_annotator_boxes_scale_back_to_a_large_photos_pixels(examples_dir):
-    photo = Image.open(examples_dir / "coffee.png").convert("RGB").resize((4000, 3000))
+    photo = Image.open(examples_dir / "coffee.png").convert("RGB").resize((4000, 2000))
     shown, scale = annotator.display_copy(photo)
-    assert max(shown.size) == annotator.DISPLAY_MAX and scale == pytest.approx(2.5)
-    truth = [Box(1000.0, 500.0, 3000.0, 2500.0, "cup", 968, 0.9, "fol")]
+    assert shown.size == (annotator.DISPLAY_MAX, annotator.DISPLAY_MAX_HEIGHT) and scale == pytest.approx(2.5)
+    truth = [Box(1000.0, 500.0, 3000.0, 1500.0, "cup", 968, 0.9, "fol")]
     dicts = annotator.to_annotator(truth, scale)
-    assert dicts[0]["xmin"] == 400 and dicts[0]["ymax"] == 1000
+    assert dicts[0]["xmin"] == 400 and dicts[0]["ymax"] == 600
     moved = [{**dicts[0], "xmin": 420, "xmax": 1700}]  # nudged, and dragged past the right edge
-    back = annotator.from_annotator(moved, scale, 4000, 3000, truth)
-    assert (back[0].x0, back[0].y0, back[0].x1, back[0].y1) == (1050.0, 500.0, 4000.0, 2500.0)
-    assert annotator.from_annotator(dicts, scale, 4000, 3000, truth) == truth  # untouched: exact
-    truth = [Box(1000.7, 500.3, 3000.2, 2500.9, "cup", 968, 0.9, "fol")]  # corners between display pixels
+    back = annotator.from_annotator(moved, scale, 4000, 2000, truth)
+    assert (back[0].x0, back[0].y0, back[0].x1, back[0].y1) == (1050.0, 500.0, 4000.0, 1500.0)
+    assert annotator.from_annotator(dicts, scale, 4000, 2000, truth) == truth  # untouched: exact
+    truth = [Box(1000.7, 500.3, 3000.2, 1500.9, "cup", 968, 0.9, "fol")]  # corners between display pixels
     relabelled = annotator.from_annotator([{**annotator.to_annotator(truth, scale)[0], "label": "mug"}], scale, 4000,
-                                          3000, truth, method="review")
-    assert relabelled == [Box(1000.7, 500.3, 3000.2, 2500.9, "mug", -1, 1.0, "review")]  # only the label changed
+                                          2000, truth, method="review")
+    assert relabelled == [Box(1000.7, 500.3, 3000.2, 1500.9, "mug", -1, 1.0, "review")]  # only the label changed
     small, scale = annotator.display_copy(Image.open(examples_dir / "chelsea.png"))  # small photos are enlarged
     assert small.size == (640, 426) and scale == pytest.approx(451 / 640)
     drawn = annotator.from_annotator([{"xmin": 64, "ymin": 0, "xmax": 640, "ymax": 426, "label": "cat"}], scale, 451, 300)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fol_core import paths
-from fol_core.bootstrap.sources import FolderSource, open_source, source_spec
+from fol_core.bootstrap.sources import FolderSource, folder_labels, open_source, source_spec
 
 
 def test_folder_source_is_recursive_with_folder_labels(tricky_folder):
@@ -19,6 +19,15 @@ def test_folder_source_is_recursive_with_folder_labels(tricky_folder):
         ("rocket.jpg", None), ("cat/photo.png", "cat"), ("cup/Photo.PNG", "cup"), ("cup/photo.png", "cup"),
         ("hog/my cat ü.png", "hog"),
     ]
+
+
+def test_the_class_is_the_first_folder_below_any_wrapping_folder():
+    assert folder_labels(["cells/p1/a.png", "cells/p2/deep/b.png", "background/x/c.png", "d.png"]) == {
+        "cells/p1/a.png": "cells", "cells/p2/deep/b.png": "cells", "background/x/c.png": "background"}
+    assert folder_labels(["data/cat/a.jpg", "data/dog/2024/b.jpg"]) == {  # a zip of the folder itself
+        "data/cat/a.jpg": "cat", "data/dog/2024/b.jpg": "dog"}
+    assert folder_labels(["raccoon/a.jpg", "raccoon/b.jpg"]) == {"raccoon/a.jpg": "raccoon", "raccoon/b.jpg": "raccoon"}
+    assert folder_labels(["a.jpg"]) == {} and folder_labels([]) == {}
 
 
 def test_csv_labels_match_by_path_or_unique_file_name(tricky_folder, tmp_path):

@@ -54,10 +54,11 @@ def test_one_class_without_negatives_is_refused(labelled, tmp_path):
 
 def test_negatives_and_several_labels_from_a_csv(labelled):
     rows = ["image,label"] + [f"raccoon/{p.name},raccoon;animal" for p in sorted((labelled / "raccoon").iterdir())]
-    rows += [f"background/{p.name},none" for p in sorted((labelled / "background").iterdir())]
-    (labelled / "labels.csv").write_text("\n".join(rows))
+    rows += [f"background/{p.name},none" for p in sorted((labelled / "background").iterdir())[1:]]
+    (labelled / "labels.csv").write_text("\n".join([*rows, "ghost.jpg,raccoon"]))
     data = load_training_set(str(labelled), str(labelled / "labels.csv"))
-    assert data.classes == ["animal", "raccoon"] and data.negatives == 4
+    assert data.classes == ["animal", "raccoon"] and data.negatives == 3
+    assert data.unlabelled == 1 and any("1 CSV row" in n for n in data.source.notes)  # train prints both
     assert all(e.labels == {"animal", "raccoon"} for e in data.train + data.val if e.labels)
 
 
@@ -85,6 +86,7 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     def stop(row):
         raise KeyboardInterrupt
 
+    shutil.copy(labelled / "raccoon" / min(p.name for p in (labelled / "raccoon").iterdir()), labelled / "stray.jpg")
     with pytest.raises(KeyboardInterrupt):
         train(str(labelled), out, Settings(**{**TINY.__dict__, "wsddn": True}), progress=stop, log=lambda s: None)
     partial = out.with_name(out.name + PARTIAL)
@@ -93,6 +95,7 @@ def test_train_interrupt_resume_and_use_the_model(labelled, tmp_path, examples_d
     lines: list[str] = []
     result = train(str(labelled), out, Settings(**{**TINY.__dict__, "wsddn": True}), log=lines.append)
     assert result.resumed_from == 1 and any("resuming" in s for s in lines)
+    assert "note: 1 image(s) have no label and were left out" in " ".join(lines)  # the photo beside the folders
     assert not partial.exists()
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     card = json.loads((out / "card.json").read_text())

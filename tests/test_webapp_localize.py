@@ -38,8 +38,10 @@ def test_importable_without_gradio():
 def test_display_copy_keeps_mid_photos_shrinks_large_ones_and_enlarges_small_ones():
     mid = Image.new("RGB", (1000, 800))
     assert annotator.display_copy(mid) == (mid, 1.0)
-    assert annotator.display_copy(Image.new("RGB", (4000, 3000)))[0].size == (1600, 1200)
-    assert annotator.display_copy(Image.new("RGB", (3000, 4000)))[0].size == (1200, 1600)
+    assert annotator.display_copy(Image.new("RGB", (4000, 3000)))[0].size == (1067, 800)
+    assert annotator.display_copy(Image.new("RGB", (3000, 4000)))[0].size == (600, 800)
+    assert annotator.display_copy(Image.new("RGB", (500, 2000)))[0].size == (200, 800)  # fits the window's height
+    assert annotator.display_copy(Image.new("RGB", (8000, 1000)))[0].size == (1600, 200)
     assert annotator.display_copy(Image.new("RGB", (451, 300)))[0].size == (640, 426)
 
 
@@ -47,17 +49,18 @@ def test_annotator_round_trip_on_a_large_photo_is_in_the_photos_pixels():
     cat = Box(317.3, 10.6, 3641.9, 2990.2, "Egyptian cat", 285, 0.79, "gradcam")
     photo = _photo(boxes=[cat])
     shown = photo.to_annotator([cat])
-    assert shown[0]["xmin"] == round(317.3 / 2.5) and shown[0]["ymax"] == round(2990.2 / 2.5)
+    assert photo.scale == 3.75  # 3000 px high shown 800 high
+    assert shown[0]["xmin"] == round(317.3 / 3.75) and shown[0]["ymax"] == round(2990.2 / 3.75)
     assert shown[0]["label"] == "Egyptian cat"
     # unchanged: the exact box back, score and all
     assert photo.from_annotator(shown) == [cat]
     moved = dict(shown[0], xmin=shown[0]["xmin"] + 40)
-    new = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 900, "label": "espresso"}
-    backwards = {"xmin": 1700, "ymin": 1300, "xmax": 1500, "ymax": -20, "label": ""}
+    new = {"xmin": 400, "ymin": 300, "xmax": 800, "ymax": 600, "label": "espresso"}
+    backwards = {"xmin": 1100, "ymin": 900, "xmax": 1000, "ymax": -20, "label": ""}
     got = photo.from_annotator([moved, new, backwards])
     assert [(b.x0, b.y0, b.x1, b.y1) for b in got] == [
-        (shown[0]["xmin"] * 2.5 + 100, shown[0]["ymin"] * 2.5, shown[0]["xmax"] * 2.5, shown[0]["ymax"] * 2.5),
-        (1000.0, 750.0, 2000.0, 2250.0),
+        (shown[0]["xmin"] * 3.75 + 150, shown[0]["ymin"] * 3.75, shown[0]["xmax"] * 3.75, shown[0]["ymax"] * 3.75),
+        (1500.0, 1125.0, 3000.0, 2250.0),
         (3750.0, 0.0, 4000.0, 3000.0),  # edges ordered, clipped to the photo
     ]
     assert [(b.label, b.class_index, b.method) for b in got] == [
@@ -148,10 +151,10 @@ def test_run_localize_on_a_large_photo(model, examples_dir, tmp_path):
     Image.open(examples_dir / "chelsea.png").convert("RGB").resize((4000, 3000)).save(big, quality=90)
     params = localize.method_params("gradcam", panel("gradcam"))
     view = localize.run_localize(str(big), model.name, "gradcam", "top1", 1, None, params)
-    assert view.photo.width == 4000 and view.photo.scale == 2.5
-    assert view.boxed.size == view.annotator["image"].size == (1600, 1200)
+    assert view.photo.width == 4000 and view.photo.scale == 3.75
+    assert view.boxed.size == view.annotator["image"].size == (1067, 800)
     assert "Photo: 4000 x 3000 pixels" in view.summary
-    assert view.result.boxes and max(b.x1 for b in view.result.boxes) > 1600  # photo pixels, not display's
+    assert view.result.boxes and max(b.x1 for b in view.result.boxes) > 1067  # photo pixels, not display's
     assert next(iter(view.top5)) in view.labels and len(view.labels) == len(view.label_colors)
     assert view.photo.from_annotator(view.annotator["boxes"]) == view.result.boxes
 

@@ -9,10 +9,10 @@ import shutil
 import pytest
 from conftest import raccoon_folder
 
-from fol_core.errors import one_line
+from fol_core.errors import UserError, one_line
 from fol_core.models import CARD
 from fol_core.training.data import TrainingError
-from fol_core.webapp import Access, AccessError
+from fol_core.webapp import Access, AccessError, review
 from fol_core.webapp import train as webtrain
 
 
@@ -39,6 +39,18 @@ def test_models_go_in_the_session_folder_and_names_are_checked(access, tmp_path)
         with pytest.raises(TrainingError, match=message) as exc:
             webtrain.model_folder(access, "s1", name)
         assert one_line(exc.value) == str(exc.value)
+    for make in (lambda name: webtrain.model_folder(access, "s1", name), lambda name: review.project_folder(tmp_path, name)):
+        with pytest.raises(UserError, match="too long a name"):  # before: the file system's own error, a crash
+            make("a" * 300)
+
+
+def test_a_zip_without_class_folders_is_named_without_its_server_path(access, tmp_path, examples_dir):
+    (tmp_path / "flat").mkdir()
+    shutil.copy(examples_dir / "chelsea.png", tmp_path / "flat")
+    upload = shutil.make_archive(str(tmp_path / "uploads" / "flat"), "zip", tmp_path / "flat")
+    with pytest.raises(TrainingError) as exc:
+        webtrain.run(access, "s1", upload, None, "m", 1, False)
+    assert str(exc.value).startswith("flat.zip: no image has a label") and str(tmp_path) not in str(exc.value)
 
 
 def test_no_source_or_a_server_folder_when_folders_are_off_is_refused(access, tmp_path):
@@ -64,6 +76,7 @@ def test_history_in_long_form_for_the_plot():
                                     {"epoch": 2, "train_loss": 0.5, "val_loss": 0.4, "val_accuracy": 0.75}])
     assert list(frame.columns) == ["epoch", "value", "series"] and len(frame) == 6
     assert frame[frame.series == "held-out accuracy"].value.tolist() == [0.5, 0.75]
+    assert frame.epoch.unique().tolist() == ["1", "2"]  # whole epochs on the axis, never 1.5
 
 
 @pytest.mark.slow

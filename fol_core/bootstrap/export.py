@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import UserError, about, one_line
 from ..formats import AnnotatedImage, coco, hf, voc, yolo
-from ..images import stored_turned, upright_bytes
+from ..images import portable_bytes, stored_misread
 from ..paths import copy_or_link, exclusive
 from .project import Project, open_project
 from .sources import SHOW_FIRST, FolderSource
@@ -44,8 +44,9 @@ class NothingToExport(ExportError):
 
 class ProjectImages:
     """A project's image files, by the file names the project gave them: copied (or hard-linked with link) as they
-    are, except that a photo stored sideways with an EXIF orientation is written upright (images.upright_bytes),
-    so that its pixels, its size in the annotations and its boxes agree for every reader."""
+    are, except where readers would see them otherwise than the reviewer did (images.portable_bytes): a photo
+    stored sideways with an EXIF orientation is written upright, so that its pixels, its size in the annotations
+    and its boxes agree for every reader; 16-bit, float and CMYK pixels as the 8-bit RGB or grey fol showed."""
 
     def __init__(self, project: Project, items: list[tuple], link: bool = False) -> None:
         self.source = project.source()
@@ -60,12 +61,12 @@ class ProjectImages:
 
     def read(self, item: AnnotatedImage) -> bytes:
         data = self.source.read_bytes(self.keys[item.file_name])
-        return upright_bytes(data) or data
+        return portable_bytes(data) or data
 
     def copy(self, item: AnnotatedImage, target: Path) -> None:
         key = self.keys[item.file_name]
         try:
-            if isinstance(self.source, FolderSource) and not stored_turned(self.source.path(key)):
+            if isinstance(self.source, FolderSource) and not stored_misread(self.source.path(key)):
                 copy_or_link(self.source.path(key), target, self.link)
             else:
                 target.write_bytes(self.read(item))

@@ -151,9 +151,9 @@ class RunSummary:
             self.no_object += r.stage == Stage.NO_OBJECT
             if r.stage == Stage.FAILED:
                 self.failed += 1
-                self.errors.append(f"{key}: {r.error}")
+                self.errors.append(about(key, r.error or "failed"))
                 if log:
-                    log(f"skipped {key}: {r.error}")
+                    log(f"skipped {self.errors[-1]}")
 
     @property
     def images_per_second(self) -> float:
@@ -254,7 +254,8 @@ def open_run(
     split: str | None = None,
     overwrite: bool = False,
 ) -> tuple[Project, int]:
-    """Open (or create) the project in `out` for a source and register its images; returns (project, new images).
+    """Open (or create) the project in `out` for a source and register its images, the ones that failed before
+    to be tried again; returns (project, new images).
 
     A project this call creates is removed again when its source cannot be opened: no half-made project is left."""
     spec = source if isinstance(source, dict) else source_spec(source, image_labels, split)
@@ -267,6 +268,7 @@ def open_run(
         src = open_source(spec, project.folder)
         project.use_source(src)
         added = project.add_items(src.items())
+        project.retry_failed()
         if new and not added:  # a wrong folder or an empty zip: say so, leave no empty project behind
             raise SourceError(f"{named}: no images to pre-label ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return project, added
@@ -334,7 +336,7 @@ def settle(project: Project, model: Classifier, method: str | None, params: dict
            topn: int | None) -> RunSettings:
     """Save and return what this run labels with: the caller's choices, and for what it leaves out the project's
     own, so that a run started again goes on as the project began (its method, `improve`'s learned setting);
-    a note for each setting that changes from the project's earlier images. A trained model's labels are its
+    a note for each setting that changes from the project's earlier images (none saved when nothing is left). A trained model's labels are its
     own classes; a model the project's labels do not fit is refused."""
     if not model.imagenet:
         if label_map is not None and not label_map.fits(model):
@@ -350,6 +352,8 @@ def settle(project: Project, model: Classifier, method: str | None, params: dict
     settings = {"model": model.name, "method": method, "params": params, "topn": topn or before.get("topn") or 1}
     notes = []
     counts = project.counts()
+    if not counts["new"]:  # nothing left to label: the project's settings stay what its images were labelled with
+        return RunSettings(method, params, settings["topn"], notes)
     if counts["total"] > counts["new"]:  # images pre-labeled before this run
         for key, value in settings.items():
             old = before.get(key)
@@ -437,7 +441,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="the project folder, e.g. exports/NAME (required unless --bench)")
     parser.add_argument("--labels", default=None, help="label map (YAML/JSON); default: ImageNet's class names")
     parser.add_argument("--min-score", type=real(0, 1), default=None, help="least label score to count as found (default: the map's, else 0.1)")
-    parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the parent folder's name) or a CSV (image,label)")
+    parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the class folder: the first under the source, whatever lies "
+                        "below it) or a CSV (image,label)")
     parser.add_argument("--split", default=None, help="dataset split (default: all)")
     parser.add_argument("--topn", type=whole(1), default=None, help="localize up to N labels per image (default: the project's, else 1)")
     parser.add_argument("--limit", type=whole(1), default=None, help="pre-label at most N images in this run")

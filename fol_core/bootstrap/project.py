@@ -350,6 +350,13 @@ class Project:
 
     # --- pre-labeling ---------------------------------------------------------------------------
 
+    def retry_failed(self) -> int:
+        """Put the images whose pre-labeling failed (a corrupt file, a read error) back to be pre-labeled: a file
+        fixed since is then labelled, one still broken fails again in a moment. Returns how many."""
+        with self.transaction() as db:
+            return db.execute("UPDATE images SET stage = ?, error = NULL WHERE stage = ? AND review IS NULL",
+                              (Stage.NEW, Stage.FAILED)).rowcount
+
     def todo(self, limit: int | None = None) -> list[ImageRecord]:
         """Images not pre-labeled yet, in source order."""
         sql = "SELECT * FROM images WHERE stage = ? ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")

@@ -4,9 +4,9 @@ Every source lists its images as `SourceItem`s (a stable key, a relative name an
 image-level label) and reads one image again by key, so a project can reopen its source later
 (review, export) from the JSON-able `spec` it stored.
 
-Image-level labels narrow the class to localize (the paper's class query): the folder an image
-sits in (`image_labels="folders"`), a CSV file (columns `image` and `label`), or a dataset's label
-column (a `ClassLabel`, as `imagefolder` makes from folder names).
+Image-level labels narrow the class to localize (the paper's class query): the class folder an image
+sits in (`image_labels="folders"`, see `folder_labels`), a CSV file (columns `image` and `label`), or a
+dataset's label column (a `ClassLabel`, as `imagefolder` makes from folder names).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class FolderSource(Source):
     def items(self) -> Iterator[SourceItem]:
         keys = self._files()
         if self.image_labels == "folders":
-            labels = {k: clean_label(PurePosixPath(k).parent.name) for k in keys if "/" in k}
+            labels = folder_labels(keys)
         elif self.image_labels:
             labels = _match_labels(keys, read_label_csv(self.image_labels), self.notes)
         else:
@@ -179,6 +179,18 @@ class FolderSource(Source):
         if not parts or PurePosixPath(key).is_absolute() or ".." in parts or not self._inside(self.root / key):
             raise UnsafePathError(f"{key!r} is outside {self.root}")
         return self.root / key
+
+
+def folder_labels(keys: list[str]) -> dict[str, str]:
+    """Each image's class folder, as torchvision's ImageFolder reads one: the first folder under the source,
+    whatever subfolders (a patient, a slide, a day) lie below it. Folders that only wrap the class folders
+    (a zip of the folder itself: dataset/cat/, dataset/dog/) are looked through; images beside the class
+    folders have no label."""
+    parts = [PurePosixPath(k).parts for k in keys]
+    depth = 0
+    while all(len(p) > depth + 2 for p in parts) and len({p[depth] for p in parts}) == 1:
+        depth += 1  # one folder holding only folders: a wrapper, not a class
+    return {k: clean_label(p[depth]) for k, p in zip(keys, parts) if len(p) > depth + 1}
 
 
 class DatasetSource(Source):

@@ -223,7 +223,7 @@ def markdown(results: dict) -> str:
         f"model `{results['model']}` (top-1 classification accuracy {_pct(results['top1_accuracy'])}%).\n\n"
         f"```\n{results['command']}\n```\n\n"
         "Scores in % of samples (mean IoU as a fraction); s / image is the median time of one forward pass, "
-        "the explanation and the boxes.\n\n" + markdown_table(results) + "\n"
+        "the explanation and the boxes (reading and decoding the photo not counted).\n\n" + markdown_table(results) + "\n"
         f"GT-known Loc by kind of photo (samples of each in brackets; small: the largest true box covers under "
         f"{SMALL_OBJECT:.0%} of the photo):\n\n" + kinds_table(results) + "\n"
         "Paired comparisons on the same samples (p: exact McNemar test; under 0.05, a lead unlikely to be "

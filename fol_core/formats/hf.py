@@ -11,8 +11,20 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from ..result import Box
 from . import AnnotatedImage, FormatError, ImageFiles, category_list
+
+
+def _span(lo: float, hi: float) -> tuple[float, float]:
+    """(start, size) as float32 values whose sum stays within `hi` (rounded to float32, a box touching the
+    photo's edge could end a hair past it, which strict readers refuse)."""
+    start = np.float32(lo)
+    size = np.float32(hi - float(start))
+    while float(start) + float(size) > hi and size > 0:
+        size = np.nextafter(size, np.float32(0))
+    return float(start), float(size)
 
 
 def features(categories: list[str]):
@@ -53,7 +65,8 @@ def to_dataset(
             for b in item.boxes:
                 objects["id"].append(next_id)
                 objects["area"].append(b.area)
-                objects["bbox"].append([b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0])
+                (x, w), (y, h) = _span(b.x0, b.x1), _span(b.y0, b.y1)
+                objects["bbox"].append([x, y, w, h])
                 objects["category"].append(index[b.label])
                 next_id += 1
             yield {

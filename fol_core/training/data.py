@@ -65,8 +65,7 @@ def load_training_set(text: str | dict, image_labels: str | None = "folders", wo
 
     `text` is what the user typed, or a source spec already made (the app's confined server folders)."""
     spec = text if isinstance(text, dict) else source_spec(text, image_labels)
-    if isinstance(text, dict):
-        text = Path(spec.get("root") or spec.get("path") or "the source").name
+    text = Path(spec.get("root") or spec.get("path") or "the source").name  # an upload's server path unsaid
     source = open_source(spec, workdir)
     examples, unlabelled = [], 0
     for item in source.items():

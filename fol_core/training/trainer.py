@@ -250,7 +250,11 @@ def _train(source: str | dict, out: str | Path, settings: Settings, image_labels
         state = _load_checkpoint(ckpt_path, fingerprint)
         train_items, problems = _preload(data, data.train, PRELOAD)
         val_items, more = _preload(data, data.val, size)
-        for line in problems + more:
+        notes = list(data.source.notes)
+        if data.unlabelled:
+            notes.append(f"{data.unlabelled} image(s) have no label and were left out (images beside the class "
+                         "folders, or missing from the CSV)")
+        for line in problems + more + [f"note: {n}" for n in notes]:
             log(line)
         if not train_items or not val_items:
             raise TrainingError("too few readable images to train and to hold some out")

@@ -19,7 +19,7 @@ from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
 from ..imagenet import ImageNetClass, classes, rank, rank_names
-from ..images import load_image, stored_turned, upright_bytes
+from ..images import load_image, portable_bytes, stored_misread
 from ..methods import METHODS, Param, get_method
 from ..models import get_spec, is_trained_model, load_model, read_card
 from ..result import Box, Localization
@@ -247,8 +247,8 @@ def export_files(photo: Photo, boxes: Sequence[Box], out_dir: str | Path) -> tup
     item = AnnotatedImage(photo.file_name, photo.width, photo.height, list(boxes))
     stem = Path(photo.file_name).stem or "photo"
     turned = None
-    if stored_turned(photo.path):  # a header read; an upload Gradio's cache has cleared since is not turned
-        upright = upright_bytes(Path(photo.path).read_bytes())
+    if stored_misread(photo.path, depth=False):  # a header read; an upload Gradio's cache has cleared is not
+        upright = portable_bytes(Path(photo.path).read_bytes(), depth=False)
         if upright is not None:
             turned = out / "upright" / Path(photo.file_name).name  # the photo's own name, in a folder of its own
             turned.parent.mkdir(exist_ok=True)

@@ -26,7 +26,7 @@ from ..bootstrap.export import ExportError, export_all, zip_export
 from ..bootstrap.prelabel import Progress
 from ..bootstrap.project import DB_NAME, MARKER, Action, ImageRecord, Project, ProjectError, Status, open_project
 from ..errors import UserError, one_line
-from ..paths import relative_parts
+from ..paths import folder_name
 from ..training.improve import improve
 from . import workdir
 
@@ -88,10 +88,10 @@ def existing_project(root: str | Path, name: str | None) -> Path:
 
 def project_folder(root: str | Path, name: str) -> Path:
     """root/NAME for a project name the user typed: one safe folder name, never a path elsewhere."""
-    parts = relative_parts(name or "")
-    if not parts:
+    clean = folder_name(name)
+    if not clean:
         raise ProjectError("give the project a name (letters, digits, spaces)")
-    return Path(root) / "-".join(parts)
+    return Path(root) / clean
 
 
 def label_choices(project: Project) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..models import list_models, trained_models
-from ..paths import relative_parts
+from ..paths import folder_name
 from ..training.data import TrainingError
 from ..training.trainer import PARTIAL, Progress, Settings, train
 from . import Access
@@ -52,10 +52,9 @@ def model_choices(access: Access, session: str | None) -> list[tuple[str, str]]:
 
 def model_folder(access: Access, session: str | None, name: str | None) -> Path:
     """The folder for a new model called `name`: one safe folder name; a name already taken is refused."""
-    parts = relative_parts(name or "")
-    if not parts:
+    clean = folder_name(name)
+    if not clean:
         raise TrainingError("Give the model a name (letters, digits, dashes).")
-    clean = "-".join(parts)
     if clean.endswith(PARTIAL):
         raise TrainingError(f"{clean}: a model name cannot end in {PARTIAL}")
     folder = access.models_root(session) / clean
@@ -65,8 +64,9 @@ def model_folder(access: Access, session: str | None, name: str | None) -> Path:
 
 
 def history_frame(history: list[dict]) -> pd.DataFrame:
-    """The per-epoch history (the card's, or the rows reported so far) in long form for a line plot."""
-    rows = [{"epoch": row["epoch"], "value": row[key], "series": label}
+    """The per-epoch history (the card's, or the rows reported so far) in long form for a line plot; epochs as
+    text, so the axis ticks whole epochs only (the plot is given their order: it would sort text as text)."""
+    rows = [{"epoch": str(row["epoch"]), "value": row[key], "series": label}
             for row in history for key, label in SERIES if key in row]
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
@@ -101,7 +101,7 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
     result = train(source, out, Settings(epochs=epochs, wsddn=bool(wsddn), tune_blocks=blocks), "folders", progress=progress, log=keep)
     card = result.card
     m = card["metrics"]
-    skipped = [line for line in lines if line.startswith("skipped ")]
+    warned = [line for line in lines if line.startswith(("skipped ", "note: "))]
     where = (f"`{out}`" if access.shared else f"this session's folder (`{out.name}`, deleted when the tab "
              "is closed or reloaded)")
     use = f"`--model {out}`" if access.shared else "the app's model lists"
@@ -111,7 +111,7 @@ def run(access: Access, session: str | None, upload: str | None, folder: str | N
             f"holding none of the classes · {card['training']['seconds']:.0f} s"
             + f"\n\nWritten to {html.escape(where)}. Use it with {use}: pick **{html.escape(out.name)}** as the "
             "Model in Localize, Pre-label or Dataset map (any method" + (", WSDDN too" if wsddn else "") + ")."
-            + "".join(f"\n- ⚠️ {html.escape(s)}" for s in skipped[:10]))
+            + "".join(f"\n- ⚠️ {html.escape(s.removeprefix('note: '))}" for s in warned[:10]))
     return TrainView(note, history_frame(card["history"]), out)
 
 
