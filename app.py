@@ -344,8 +344,9 @@ def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
     model.change(handled(_methods_of), [model, method], method, api_visibility="private")
     model.change(prelabel.check_map, [map_text, model], meaning, api_visibility="private")
-    ran = run.click(_prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model],
-                    result, api_name="prelabel")
+    ran = run.click(lambda: "", None, result, queue=False, api_visibility="private").then(  # no stale result
+        _prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model], result,
+        api_name="prelabel")
     return model, ran, name
 
 
@@ -736,8 +737,9 @@ def train_tab():
             result = gr.Markdown(elem_id="train-result")
             plot = gr.LinePlot(x="epoch", y="value", color="series", label="Loss and accuracy per epoch",
                                elem_id="train-plot")
-    return run.click(_train, [upload, folder, name, epochs, wsddn, tune_blocks], [result, plot], api_name="train",
-                     concurrency_limit=1)
+    return run.click(lambda: ("", None), None, [result, plot], queue=False, api_visibility="private").then(
+        _train, [upload, folder, name, epochs, wsddn, tune_blocks], [result, plot], api_name="train",
+        concurrency_limit=1)  # the last run's result goes first: a failed run must not seem to have made it
 
 
 HEADER = """# fol: find objects in photos with an ImageNet classifier alone

@@ -133,6 +133,10 @@ def test_a_tab_holding_its_own_project_asks_before_it_is_left(page, tmp_path, ex
         tab.locator("#prelabel-method").get_by_label("CAM", exact=True).check()
         tab.click("#prelabel-button")
         expect(tab.locator("#prelabel-result")).to_contain_text("2 images in", timeout=300_000)
+        tab.locator("#prelabel-name input, #prelabel-name textarea").fill("")  # a run refused: no stale result
+        tab.click("#prelabel-button")
+        expect(tab.get_by_text("give the project a name").first).to_be_visible()
+        expect(tab.locator("#prelabel-result")).not_to_contain_text("2 images in")
         tab.goto("about:blank")
         assert asked == ["beforeunload"]
     finally:
