@@ -202,6 +202,11 @@ def test_caution_when_the_classifier_is_unsure_or_the_box_is_the_whole_photo():
     assert localize.caution(_result(0.91, (100, 100, 300, 300))) == ""
     assert localize.caution(_result(0.91, (10, 10, 500, 500))).startswith("⚠️ Careful: a box covers")
     assert localize.caution(_result(0.28, (100, 100, 300, 300)), named=True) == ""  # the user chose the class
+    cats = Localization(512, 512, "m", "mscam", [Box(0, 0, 300, 300, "Egyptian cat", 285, 0.39, "mscam")],
+                        [(285, "Egyptian cat", 0.39), (282, "tiger cat", 0.21), (281, "tabby", 0.15), (287, "lynx", 0.1)])
+    assert "sure of a domestic cat (75%: Egyptian cat 39%, tiger cat 21%, tabby 15%), not of which one" in \
+        localize.caution(cats)
+    assert "unsure (Egyptian cat 39%)" in localize.caution(cats, imagenet=False)  # a trained model's own classes
 
 
 def test_choosing_a_trained_model_resets_the_thresholds_to_its_defaults(tmp_path):
