@@ -100,16 +100,16 @@ def ancestors(wnid: str) -> set[str]:
 
 def shared_group(scored: list[tuple[int, float]], at_least: float) -> tuple[str, float, list[int]] | None:
     """The smallest WordNet group (at most GROUP_MAX classes) holding the first of the (ImageNet class,
-    probability) pairs and another of them, with at least `at_least` of their probability in all: (its head
-    word, that probability, its classes among them), or None. "Egyptian cat 39%, tiger cat 21%, tabby 15%":
-    unsure which cat, sure of a domestic cat (75%)."""
+    probability) pairs and another of them, with at least `at_least` of their probability in all: (its wnid,
+    that probability, its classes among them), or None. "Egyptian cat 39%, tiger cat 21%, tabby 15%": unsure
+    which cat, sure of a domestic cat (75%)."""
     best = None
     for wnid in ancestors(classes()[scored[0][0]].wnid):
         members = descendants(wnid)
         inside = [i for i, _ in scored if i in members]
         p = sum(q for i, q in scored if i in members)
         if len(inside) >= 2 and p >= at_least and len(members) <= GROUP_MAX and (best is None or len(members) < best[0]):
-            best = (len(members), (lemmas(wnid)[0].replace("_", " "), p, inside))
+            best = (len(members), (wnid, p, inside))
     return best[1] if best else None
 
 

@@ -18,7 +18,7 @@ from ..draw import class_colour, draw_boxes, explain_figure, heatmap_figure, hex
 from ..engine import localize
 from ..errors import UserError
 from ..formats import AnnotatedImage, coco, voc
-from ..hierarchy import shared_group
+from ..hierarchy import lemmas, shared_group
 from ..imagenet import ImageNetClass, classes, rank, rank_names
 from ..images import load_image, portable_bytes, stored_misread
 from ..methods import METHODS, Param, get_method
@@ -157,7 +157,7 @@ UNSURE = 0.5
 and for 90% of the 401 above. Where the top 5's classes of one WordNet group hold UNSURE together
 (hierarchy.shared_group) the caution says so: on the dev set's test half (GROUP_MAX chosen on the calib half,
 80% right there) the true class was in that group for 19 of 24 such photos (79%), against 25 of 55 (45%) for
-the unsure top-1 (mscam's probabilities)."""
+the unsure top-1 (mscam's probabilities; scripts/caution_groups.py)."""
 WHOLE_PHOTO = 0.9
 """A box over more than this share of the photo says little about where the object is."""
 
@@ -172,7 +172,8 @@ def caution(result: Localization, named: bool = False, imagenet: bool = True) ->
         _, name, p = result.top5[0]
         group = shared_group([(i, q) for i, _, q in result.top5], UNSURE) if imagenet else None
         if group:
-            word, total, members = group
+            wnid, total, members = group
+            word = lemmas(wnid)[0].replace("_", " ")
             which = ", ".join(f"{n} {q:.0%}" for i, n, q in result.top5 if i in members)
             article = "an" if word[:1].lower() in "aeiou" else "a"
             notes.append(f"the classifier is sure of {article} {word} ({total:.0%}: {which}), not of which one: check the "
