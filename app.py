@@ -295,10 +295,10 @@ def _end_session(request: gr.Request) -> None:
 
 @handled
 def _prelabel(folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model_name,
-              request: gr.Request, progress=PROGRESS):
+              topn=1, request: gr.Request = None, progress=PROGRESS):
     """Pre-label a folder (only under --allow-folders ROOT) or an uploaded zip into the session's projects."""
     return prelabel.run(_projects(request), folder, upload, name, map_text, label_mode, label_csv, method, limit,
-                        overwrite, prelabel.progress_steps(progress), ACCESS.folders, model_name)
+                        overwrite, prelabel.progress_steps(progress), ACCESS.folders, model_name, topn)
 
 
 def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
@@ -327,6 +327,8 @@ def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
                                 label="Model (a trained one proposes its own classes)", elem_id="prelabel-model")
             method = gr.Radio(localize.method_choices(DEFAULT_MODEL), value=DEFAULT_METHOD, label="Method",
                               elem_id="prelabel-method")
+            topn = gr.Slider(1, 5, value=1, step=1, elem_id="prelabel-topn",
+                             label="Labels per image: the best, and each next one scoring close to it, gets its boxes")
             limit = gr.Number(0, precision=0, minimum=0, label="At most this many images now (0: all)")
             overwrite = gr.Checkbox(False, label="Start the project again if it holds another source (asks nothing more)")
             run = gr.Button("Pre-label", variant="primary", elem_id="prelabel-button")
@@ -345,8 +347,8 @@ def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
     model.change(handled(_methods_of), [model, method], method, api_visibility="private")
     model.change(prelabel.check_map, [map_text, model], meaning, api_visibility="private")
     ran = run.click(lambda: "", None, result, queue=False, api_visibility="private").then(  # no stale result
-        _prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model], result,
-        api_name="prelabel")
+        _prelabel, [folder, upload, name, map_text, label_mode, label_csv, method, limit, overwrite, model, topn],
+        result, api_name="prelabel")
     return model, ran, name
 
 
@@ -397,7 +399,10 @@ def _decide(state, annotated, drawn, action):
             return _review_outputs(review.decide(state, action))
         raise review.ProjectError("The canvas shows no image (not loaded yet, or unreadable: see the note): nothing "
                                   "was saved.")
-    return _review_outputs(review.decide(review.need(state), action, annotated, drawn=drawn or ""))
+    if asked := review.asks_first(review.need(state), action, annotated):
+        gr.Warning(review.EMPTY_ACCEPT)
+        return (asked, *(gr.skip(),) * (len(REVIEW_OUTPUTS) - 1))
+    return _review_outputs(review.decide(state, action, annotated, drawn=drawn or ""))
 
 
 @handled(keep=True)
@@ -845,6 +850,14 @@ KEYS_JS = """<script>
     const button = e.target.closest("button[id^=review-]");
     if (button) setTimeout(() => button.blur(), 0);
   }, true);
+  // the annotator's label dialog for a box just drawn opens without the focus: give it to its label field,
+  // so that typing a label and Enter work without the mouse
+  new MutationObserver(() => {
+    const dialog = document.getElementById("model-box-edit");
+    if (!dialog || dialog.dataset.folFocused) return;
+    dialog.dataset.folFocused = "1";
+    setTimeout(() => { const input = dialog.querySelector("input"); if (input) input.focus(); }, 50);
+  }).observe(document.body, {childList: true, subtree: true});
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",
     z: "review-undo-edit", u: "review-undo", delete: "review-delete", backspace: "review-delete"};
@@ -867,7 +880,15 @@ KEYS_JS = """<script>
         const at = radios.findIndex((r) => r.checked);
         radios[(at + (e.shiftKey ? -1 : 1) + radios.length) % radios.length].click();
       }
+      // the side list's box is now the selected one: Delete must reach this handler, not the canvas's own,
+      // which deletes the box selected on the canvas (none, often) when the canvas has the focus
+      if (document.activeElement && document.activeElement.tagName === "CANVAS") document.activeElement.blur();
       e.preventDefault();
+      return;
+    } else if (key === "c" || key === "d") {  // the annotator's own keys, which it takes only when focused
+      const tool = document.querySelector(
+        `#review-annotator button[aria-label^="${key === "c" ? "Create box" : "Drag boxes"}"]`);
+      if (tool) { e.preventDefault(); tool.click(); }
       return;
     }
     if (!id) return;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ def resolve_class(query: str | int) -> int:
     q = q.replace("_", " ")
     if q in table:
         return table[q]
-    close = [c.name for c in rank(q)[:5]]
-    hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+    close = [c.name for c in rank(q)[:5]] or [  # no word of it in a name: a typo ("cofee mug")
+        classes()[table[n]].name for n in difflib.get_close_matches(q, list(table), n=3, cutoff=0.8)]
+    hint = f" (did you mean: {', '.join(dict.fromkeys(close))}?)" if close else ""
     raise UnknownClassError(f"no ImageNet class is called {query!r}{hint}")

@@ -32,14 +32,18 @@ def turned(img: Image.Image) -> bool:
     return img.getexif().get(_ORIENTATION, 1) != 1
 
 
-def _deep(img: Image.Image) -> bool:
-    return img.mode in HIGH_DEPTH_MODES or img.mode == "CMYK"
+def _repainted(img: Image.Image) -> bool:
+    """Whether fol shows the pixels otherwise than they are stored: 16-bit or float (stretched), CMYK (as RGB),
+    transparent (on white)."""
+    return (img.mode in HIGH_DEPTH_MODES or img.mode in ("CMYK", "RGBA", "LA", "PA")
+            or "transparency" in img.info)
 
 
 def misread(img: Image.Image, depth: bool = True) -> bool:
     """Whether common readers would see the file otherwise than fol showed it: turned (EXIF, which many ignore),
-    and with depth 16-bit or float pixels (8-bit readers clip them) or CMYK (4 channels where 3 are expected)."""
-    return turned(img) or (depth and _deep(img))
+    and with depth repainted: 16-bit or float pixels (8-bit readers clip them), CMYK (4 channels where 3 are
+    expected), transparency (OpenCV, and so Ultralytics, shows it black where fol showed white)."""
+    return turned(img) or (depth and _repainted(img))
 
 
 def stored_misread(path: str | os.PathLike, depth: bool = True) -> bool:
@@ -75,21 +79,21 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
 
 def portable_bytes(data: bytes, depth: bool = True) -> bytes | None:
     """The image file's bytes as every reader will see what the reviewer saw, where `misread` says a reader would
-    not (depth: 16-bit, float and CMYK files too); None when there is nothing to change (or Pillow cannot write
-    the format back).
+    not (depth: repainted files too); None when there is nothing to change (or Pillow cannot write the format
+    back).
 
     Boxes are in the upright photo's pixels, so EXIF's turn is applied to the pixels (the tag then dropped): a
     reader that ignores EXIF (torchvision's decode_jpeg, OpenCV's IMREAD_IGNOREORIENTATION, COCO's own tools)
     would put them in the wrong place. 16-bit and float pixels are stretched to 8 bits as fol showed them, CMYK
-    becomes RGB. The format and so the file name stay; JPEG is written again at quality 95."""
+    becomes RGB, transparency white. The format and so the file name stay; JPEG is written again at quality 95."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if not misread(img, depth):
                 return None
             kind = "JPEG" if img.format in ("JPEG", "MPO") else img.format
             shown = ImageOps.exif_transpose(img) if turned(img) else img
-            if depth and _deep(img):
-                shown = _to_8bit(shown) if img.mode in HIGH_DEPTH_MODES else shown.convert("RGB")
+            if depth and _repainted(img):
+                shown = _to_8bit(shown) if img.mode in HIGH_DEPTH_MODES else _to_rgb(shown)
             profile = img.info.get("icc_profile") if shown.mode == img.mode else None  # CMYK's profile is not RGB's
             out = io.BytesIO()
             extra = {"quality": 95} if kind == "JPEG" else {}

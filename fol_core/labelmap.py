@@ -203,7 +203,22 @@ class LabelMap:
             first = ", ".join(names[i] for i in idx[:4])
             more = f", ... ({len(idx)} classes)" if len(idx) > 4 else ""
             out.append(f"{label}: {first}{more}")
-        return out
+        return out + [f"⚠️ {note}" for note in self.notes()]
+
+    def notes(self) -> list[str]:
+        """What the user may not have meant: classes that several labels hold (a photo of one scores in each)."""
+        holders: dict[int, list[str]] = {}
+        for label, idx in self.labels.items():
+            for i in idx:
+                holders.setdefault(i, []).append(label)
+        shared = [(i, labels) for i, labels in holders.items() if len(labels) > 1]
+        if not shared:
+            return []
+        names = list(self.model_classes) or [c.name for c in classes()]
+        listed = "; ".join(f"{names[i]} ({', '.join(labels)})" for i, labels in shared[:5])
+        more = f" and {len(shared) - 5} more" if len(shared) > 5 else ""
+        return [(f"classes in two labels or more: {listed}{more}. A photo of one scores in each, and its box gets "
+                "the better-scoring label only")]
 
 
 def load_label_map(source: str | Path | Mapping | None, threshold: float | None = None) -> LabelMap:

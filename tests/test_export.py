@@ -117,6 +117,11 @@ def test_a_photo_stored_sideways_or_deep_is_exported_as_the_reviewer_saw_it(tmp_
     upright.save(src / "plain.jpg", quality=95)
     Image.fromarray(np.asarray(upright.convert("L")).astype(np.uint16) * 16).save(src / "deep.png")  # 12 bits
     upright.convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    alpha = Image.new("L", upright.size, 255)
+    alpha.paste(0, (0, 0, 300, 400))  # the left half transparent: white for fol, black for OpenCV as stored
+    clear = upright.copy()
+    clear.putalpha(alpha)
+    clear.save(src / "clear.png")
     project, _ = open_run(str(src), str(tmp_path / "p"))
     run_prelabel(project, model, "cam")
     out = {fmt: exp.export(project, fmt, include_proposals=True, link=True) for fmt in exp.FORMATS}
@@ -127,8 +132,8 @@ def test_a_photo_stored_sideways_or_deep_is_exported_as_the_reviewer_saw_it(tmp_
             assert img.size == (600, 400) and img.getexif().get(0x0112, 1) == 1
             assert np.abs(np.asarray(img).astype(int) - shown).mean() < 3
         assert (folder / "plain.jpg").read_bytes() == (src / "plain.jpg").read_bytes()
-        for name, mode in (("deep", "L"), ("cmyk", "RGB")):
-            seen = np.asarray(load_image(src / f"{name}.{'png' if name == 'deep' else 'jpg'}").convert(mode)).astype(int)
+        for name, mode in (("deep", "L"), ("cmyk", "RGB"), ("clear", "RGB")):
+            seen = np.asarray(load_image(next(src.glob(f"{name}.*"))).convert(mode)).astype(int)
             exported = next(folder.glob(f"{name}.*"))
             with Image.open(exported) as img:
                 assert img.mode == (mode if folder.name == "images" else "RGB")
@@ -138,7 +143,7 @@ def test_a_photo_stored_sideways_or_deep_is_exported_as_the_reviewer_saw_it(tmp_
     assert (ann["size"]["width"], ann["size"]["height"]) == ("600", "400")
     api = COCO(str(out["coco"] / "annotations.json"))
     assert {(i["file_name"], i["width"], i["height"]) for i in api.loadImgs(api.getImgIds())} == {
-        ("turned.jpg", 600, 400), ("plain.jpg", 600, 400), ("deep.png", 600, 400), ("cmyk.jpg", 600, 400)}
+        ("turned.jpg", 600, 400), ("plain.jpg", 600, 400), ("deep.png", 600, 400), ("cmyk.jpg", 600, 400), ("clear.png", 600, 400)}
     for row in datasets.load_from_disk(str(out["hf"])):
         assert row["image"].size == (row["width"], row["height"]) == (600, 400)
         assert row["image"].mode in ("RGB", "L")

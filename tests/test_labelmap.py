@@ -49,6 +49,24 @@ def test_an_unknown_class_suggests_the_names_it_is_a_word_of():
     assert [c.name for c in rank("porcupine")][:1] == ["porcupine"] and rank("xyzzy") == []
 
 
+def test_a_typo_suggests_the_class_and_a_class_in_two_labels_is_boxed_once():
+    import torch
+
+    from fol_core.bootstrap.prelabel import LabelRequest
+
+    with pytest.raises(LabelMapError, match=r"'cofee mug' \(did you mean: coffee mug\?\)"):
+        LabelMap.parse("drinkware: [cofee mug]")
+    lm = LabelMap.parse("footwear: [Christmas stocking, clog]\nclothing: [Christmas stocking, jersey]\nother: [clog]")
+    assert lm.notes() == [("classes in two labels or more: Christmas stocking (footwear, clothing); clog (footwear, "
+                          "other). A photo of one scores in each, and its box gets the better-scoring label only")]
+    assert any(line.startswith("⚠️ classes in two labels") for line in lm.describe())
+    probs = torch.zeros(1000)
+    probs[resolve_class("Christmas stocking")], probs[resolve_class("jersey")] = 0.8, 0.1
+    (target,) = LabelRequest(lm, topn=3).targets(probs)  # clothing 0.9, footwear 0.8: one box, not two alike
+    assert (target.label, target.class_index) == ("clothing", resolve_class("Christmas stocking"))
+    assert LabelMap.parse(MAP).notes() == []
+
+
 def test_label_map_errors_are_one_line():
     for text, words in [("cat: [no such thing]", "no such thing"), ("- a\n- b", "mapping"), ("x: [a", "YAML"),
                         ("{}", "no labels"), ("cat: [tabby]\nthreshold: high", "threshold")]:

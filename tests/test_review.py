@@ -140,6 +140,32 @@ def test_the_side_panel_relabels_deletes_and_undoes_box_edits(proposed):
     assert "bowl" in review.label_set(proposed)
 
 
+def test_accepting_an_image_with_no_box_asks_first(proposed):
+    state = review.start(proposed.folder, order="name", status="all")
+    state = review.enter(state, review.current(state))
+    empty = {**review.annotator_value(state), "boxes": []}  # both proposals deleted, or none found
+    assert review.asks_first(state, "accept", review.annotator_value(state)) is None  # boxes: nothing to ask
+    assert review.asks_first(state, "reject", empty) is None
+    asked = review.asks_first(state, "accept", empty)
+    assert asked["asked"] == state["ids"][0] and proposed.counts()["accepted"] == 0  # asked, nothing saved
+    assert review.asks_first(asked, "accept", empty) is None  # the same key again: it goes through
+    review.decide(asked, "accept", empty)
+    assert proposed.image(state["ids"][0]).boxes == [] and proposed.counts()["accepted"] == 1
+
+
+def test_the_note_says_what_the_classifier_saw_when_no_label_of_the_map_scored():
+    from fol_core.bootstrap.project import ImageRecord
+
+    top5 = [{"class_index": 478, "label": "carton", "probability": 0.41}, {"class_index": 692, "label": "packet",
+                                                                          "probability": 0.2}]
+    rec = ImageRecord(1, "a.jpg", "a.jpg", None, 300, 200, "no_object", None, 0.0, top5=top5,
+                      label_scores={"bags": 0.0, "drinkware": 0.0})
+    assert "the classifier sees: carton 41%, packet 20%" in review.describe(rec)
+    named = ImageRecord(1, "a.jpg", "a.jpg", None, 300, 200, "proposed", None, 0.41, top5=top5,
+                        label_scores={"carton": 0.41})
+    assert "classifier sees" not in review.describe(named)  # no map: the label scores say it already
+
+
 def test_undo_decision_goes_back_and_restores_the_image(proposed):
     state = review.start(proposed.folder, order="name", status="pending")
     first = review.enter(state, review.current(state))

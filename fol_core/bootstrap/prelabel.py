@@ -88,7 +88,11 @@ class LabelRequest:
         else:
             ranked = sorted(scores, key=scores.__getitem__, reverse=True)
             chosen = ranked[: close_to_top([scores[n] for n in ranked], self.topn, self.ratio, self.label_map.threshold)]
-        return [Target(self.label_map.best_class(n, probs), n, round(scores[n], 5)) for n in chosen]
+        targets: dict[int, Target] = {}  # a class in two labels gives the same box once, with the better label
+        for n in chosen:
+            c = self.label_map.best_class(n, probs)
+            targets.setdefault(c, Target(c, n, round(scores[n], 5)))
+        return list(targets.values())
 
 
 @dataclass
@@ -350,10 +354,10 @@ def settle(project: Project, model: Classifier, method: str | None, params: dict
     method = method or before.get("method") or DEFAULT_METHOD
     params = {**(before.get("params") or {} if method == before.get("method") else {}), **(params or {})}
     settings = {"model": model.name, "method": method, "params": params, "topn": topn or before.get("topn") or 1}
-    notes = []
+    notes = list(project.label_map.notes())
     counts = project.counts()
     if not counts["new"]:  # nothing left to label: the project's settings stay what its images were labelled with
-        return RunSettings(method, params, settings["topn"], notes)
+        return RunSettings(method, params, settings["topn"], [])
     if counts["total"] > counts["new"]:  # images pre-labeled before this run
         for key, value in settings.items():
             old = before.get(key)
@@ -423,14 +427,16 @@ def prelabel_folder(
     overwrite: bool = False,
     model: Classifier | None = None,
     progress: Progress | None = None,
+    topn: int | None = None,
 ) -> tuple[Project, RunSummary, int]:
     """The app's pre-label run: a label map as text (empty: keep the project's, else ImageNet's names),
-    then open or resume the project and pre-label it. Returns (project, summary, images new to the project)."""
+    then open or resume the project and pre-label it (`topn`: labels per image, None: the project's). Returns
+    (project, summary, images new to the project)."""
     label_map = LabelMap.parse(labels_text) if labels_text and labels_text.strip() else None
     with exclusive(out, PROJECT_RUN):
         project, new = open_run(source, str(out), image_labels, overwrite=overwrite)
         summary = run_prelabel(project, model or load_model(), method, label_map=label_map, limit=limit,
-                               progress=progress)
+                               topn=topn, progress=progress)
     return project, summary, new
 
 

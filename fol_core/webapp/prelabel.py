@@ -90,9 +90,11 @@ def server_source(text: str, allowed: str | Path | None, image_labels: str | Non
 
 def run(root: str | Path, folder: str | None, upload: str | None, name: str, map_text: str | None, label_mode: str,
         label_csv: str | None, method: str, limit: float | None, overwrite: bool,
-        progress: Progress | None = None, allowed: str | Path | None = None, model_name: str | None = None) -> str:
+        progress: Progress | None = None, allowed: str | Path | None = None, model_name: str | None = None,
+        topn: float | None = None) -> str:
     """Pre-label a server folder (only inside `allowed`) or an uploaded zip into ROOT/NAME with the model
-    chosen (default: the offline default), resuming what is there; a Markdown note."""
+    chosen (default: the offline default), up to `topn` labels per image, resuming what is there; a Markdown
+    note."""
     if label_mode == "csv" and not label_csv:
         raise ProjectError("Upload the CSV of image-level labels (columns image, label).")
     image_labels = {"folders": "folders", "csv": label_csv}.get(label_mode)
@@ -106,7 +108,7 @@ def run(root: str | Path, folder: str | None, upload: str | None, name: str, map
     out = review.project_folder(root, name)
     project, summary, new = prelabel_folder(source, out, map_text, image_labels, method, int(limit or 0) or None,
                                             bool(overwrite), model=load_model(model_name) if model_name else None,
-                                            progress=progress)
+                                            progress=progress, topn=max(1, int(topn or 1)))
     review.forget(out)
     errors = "".join(f"\n- {html.escape(e)}" for e in summary.errors[:10])
     notes = "".join(f"\n- ⚠️ {html.escape(n)}" for n in summary.notes)

@@ -391,13 +391,32 @@ def describe(rec: ImageRecord) -> str:
     if rec.image_label:
         lines.append(f"image label: *{rec.image_label}*")
     if rec.stage == "no_object":
-        lines.append("pre-labeler: **no object found** (no label scored enough); draw a box and accept, or reject")
+        lines.append("pre-labeler: **no object found** (no label scored enough); draw a box and accept, reject, "
+                     "or accept twice: none of the labels in it")
     elif rec.confidence is not None:
         lines.append(f"pre-labeler confidence: {rec.confidence:.2f}")
     if rec.label_scores:
         best = sorted(rec.label_scores.items(), key=lambda kv: -kv[1])[:3]
         lines.append("label scores: " + ", ".join(f"{k} {v:.2f}" for k, v in best))
+    if rec.top5 and rec.top5[0]["label"] not in (rec.label_scores or {}):  # a map's labels: say what the classifier
+        lines.append("the classifier sees: " + ", ".join(  # saw, which may be a class for the map to take
+            f"{t['label']} {t['probability']:.0%}" for t in rec.top5[:3]))
     return "  \n".join(lines)
+
+
+EMPTY_ACCEPT = ("No box on this image: accepted as it is, it is exported as holding none of the labels (a "
+                "negative). Accept again to do so, or draw a box first.")
+
+
+def asks_first(state: dict, action: str, annotated: dict | None) -> dict | None:
+    """Accepting an image with no box makes it a negative in every export, which a quick Enter on a photo the
+    pre-labeler found nothing in does by mistake: the first such accept asks (the session returned remembers
+    it asked, EMPTY_ACCEPT says what to do), the same accept again on that image goes through. None: nothing
+    to ask."""
+    if action != Action.ACCEPT or not state.get("ids") or plain((annotated or {}).get("boxes")):
+        return None
+    current = state["ids"][state["pos"]]
+    return None if state.get("asked") == current else {**state, "asked": current}
 
 
 def decide(state: dict, action: str, annotated: dict | None = None, advance: bool = True,
