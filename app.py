@@ -40,6 +40,8 @@ ACCESS = webapp.Access(PROJECTS, models=MODELS)
 PROGRESS = gr.Progress()  # gradio gives each call its own tracker through this default
 MAP_PROGRESS = gr.Progress(track_tqdm=True)  # follows the feature extraction's tqdm bar
 LOG = logging.getLogger("fol.app")
+WARNING_SECONDS = 5
+"""How long the Review tab's warnings stay (a key that could not act); errors stay until closed."""
 PUBLIC_MAX_UPLOAD = "1gb"
 """Largest upload a public deployment takes (a Space's disk is shared by every visitor); a local run has none."""
 
@@ -56,8 +58,8 @@ def handled(fn: Callable | None = None, *, keep: bool = False) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            if keep:
-                gr.Warning(html.escape(one_line(exc)))
+            if keep:  # gone in a few seconds: a stale one would seem to be about the image shown later
+                gr.Warning(html.escape(one_line(exc)), duration=WARNING_SECONDS)
                 return gr.skip()
             raise gr.Error(html.escape(one_line(exc)), title="Cannot do that", print_exception=False) from None
         except gr.Error:
@@ -384,11 +386,12 @@ def _open_review(name, order, status, request: gr.Request):
 
 
 @handled(keep=True)
-def _requeue(state, order, status, request: gr.Request):
-    """Order or Show changed while a project is open: its queue again, sorted and filtered so."""
+def _requeue(state, order, status):
+    """Order or Show changed while a project is open: its queue again, sorted and filtered so (the project the
+    session opened, wherever a link listed under its name leads)."""
     if not (state and state.get("project")):
         return (gr.skip(),) * len(REVIEW_OUTPUTS)
-    return _open_review(Path(state["project"]).name, order, status, request)
+    return _review_outputs(review.start(state["project"], order, status))
 
 
 @handled(keep=True)
@@ -400,7 +403,7 @@ def _decide(state, annotated, drawn, action):
         raise review.ProjectError("The canvas shows no image (not loaded yet, or unreadable: see the note): nothing "
                                   "was saved.")
     if asked := review.asks_first(review.need(state), action, annotated):
-        gr.Warning(review.EMPTY_ACCEPT)
+        gr.Warning(review.EMPTY_ACCEPT, duration=WARNING_SECONDS)
         return (asked, *(gr.skip(),) * (len(REVIEW_OUTPUTS) - 1))
     return _review_outputs(review.decide(state, action, annotated, drawn=drawn or ""))
 
@@ -856,7 +859,7 @@ KEYS_JS = """<script>
     const dialog = document.getElementById("model-box-edit");
     if (!dialog || dialog.dataset.folFocused) return;
     dialog.dataset.folFocused = "1";
-    setTimeout(() => { const input = dialog.querySelector("input"); if (input) input.focus(); }, 50);
+    setTimeout(() => { const input = dialog.querySelector("input"); if (input) { input.focus(); input.select(); } }, 50);
   }).observe(document.body, {childList: true, subtree: true});
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",
@@ -882,7 +885,8 @@ KEYS_JS = """<script>
       }
       // the side list's box is now the selected one: Delete must reach this handler, not the canvas's own,
       // which deletes the box selected on the canvas (none, often) when the canvas has the focus
-      if (document.activeElement && document.activeElement.tagName === "CANVAS") document.activeElement.blur();
+      const focused = document.activeElement;
+      if (focused && focused.closest && focused.closest("#review-annotator")) focused.blur();
       e.preventDefault();
       return;
     } else if (key === "c" || key === "d") {  // the annotator's own keys, which it takes only when focused

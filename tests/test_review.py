@@ -182,6 +182,15 @@ def test_undo_decision_goes_back_and_restores_the_image(proposed):
     with pytest.raises(ProjectError, match="No decision"):
         review.undo_decision(state)
     assert [d["action"] for d in proposed.decisions()] == ["accept", "reject", "undo", "undo"]
+    mine = review.enter(state, review.current(state))  # two tabs on one image: the other decides first
+    other = review.enter(state, review.current(state))
+    review.decide(other, "accept", review.annotator_value(other))
+    with pytest.raises(ProjectError, match="accepted elsewhere"):
+        review.decide(mine, "reject", review.annotator_value(mine))
+    assert proposed.image(state["ids"][0]).review == "accepted"  # not overwritten unseen
+    again = review.enter(mine, review.current(mine))  # shown again: the tab may now change it
+    review.decide(again, "reject", review.annotator_value(again))
+    assert proposed.image(state["ids"][0]).review == "rejected"
 
 
 def test_export_names_the_folders_only_on_a_local_run(prelabeled, tmp_path):

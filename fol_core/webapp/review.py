@@ -131,6 +131,7 @@ def start(folder: str | Path, order: str = "confidence", status: str = "pending"
 
 def _clamp(state: dict, pos: int) -> dict:
     n = len(state["ids"])
+    state = {k: v for k, v in state.items() if k != "seen"}  # the next image is seen when shown (enter)
     return {**state, "pos": max(0, min(pos, n - 1)) if n else 0}
 
 
@@ -212,7 +213,9 @@ def enter(state: dict, view: View) -> dict:
     the image could not be read (it may then be rejected or skipped with no canvas, never accepted)."""
     boxes = plain(view.annotator["boxes"]) if view.annotator else []
     unreadable = view.annotator is None and view.record is not None
-    return {**state, "image": view.token, "boxes": boxes, "edits": [], "sel": 0, "unreadable": unreadable}
+    seen = view.record.review if view.record else None  # what a decision must find still there (decide)
+    return {**state, "image": view.token, "boxes": boxes, "edits": [], "sel": 0, "unreadable": unreadable,
+            "seen": seen}
 
 
 def numbered(dicts: list[dict]) -> list[dict]:
@@ -404,8 +407,8 @@ def describe(rec: ImageRecord) -> str:
     return "  \n".join(lines)
 
 
-EMPTY_ACCEPT = ("No box on this image: accepted as it is, it is exported as holding none of the labels (a "
-                "negative). Accept again to do so, or draw a box first.")
+EMPTY_ACCEPT = ("No box on this image: accepting it says it holds none of the labels (a negative in every "
+                "export). Accept again to do so, or draw a box first.")
 
 
 def asks_first(state: dict, action: str, annotated: dict | None) -> dict | None:
@@ -425,13 +428,17 @@ def decide(state: dict, action: str, annotated: dict | None = None, advance: boo
 
     When `annotated` names its image (the app always sends the canvas's value, and the token of the photo the
     canvas drew as `drawn`), the decision is refused unless it is the current one (check_shown). Every box
-    must have a label. The journal row is kept for undo."""
+    must have a label. A decision on an image decided elsewhere since the session showed it is refused: two tabs
+    on one project never overwrite each other unseen. The journal row is kept for undo."""
     if not state["ids"]:
         raise ProjectError("nothing to review in this queue")
     if annotated is not None and "image" in annotated:
         check_shown(state, annotated, drawn)
     project = get_project(state["project"])
     rec = project.image(state["ids"][state["pos"]])
+    if "seen" in state and rec.review != state["seen"]:  # another tab or reviewer decided since it was shown
+        raise ProjectError(f"This image was {rec.review or 'put back to pending'} elsewhere (another tab or "
+                           "reviewer) since it was shown here: nothing saved. Come back to it (→ ←) to see it now.")
     boxes = None
     if action == Action.ACCEPT:
         scale = display_scale(rec.width, rec.height)
