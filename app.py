@@ -494,6 +494,7 @@ def review_tab() -> tuple[list, gr.Dropdown]:
                 order = gr.Radio(list(review.ORDERS), value="confidence", label="Order")
                 status = gr.Radio(list(review.SHOWN), value="pending", label="Show")
             position = gr.Markdown(elem_id="review-position")
+            counts = gr.Markdown(elem_id="review-counts")  # the progress, in view on a laptop's screen too
             note = gr.Markdown(elem_id="review-note")
             accept = gr.Button("✓ Accept boxes (Enter)", variant="primary", elem_id="review-accept")
             with gr.Row():
@@ -511,7 +512,6 @@ def review_tab() -> tuple[list, gr.Dropdown]:
                                     label="Label of the selected box (type a new one)", elem_id="review-label")
                 delete = gr.Button("Delete (Del)", size="sm", scale=1, min_width=70, elem_id="review-delete")
             keys = gr.Markdown(elem_id="review-keys")
-            counts = gr.Markdown(elem_id="review-counts")
             with gr.Row():
                 target = gr.Textbox(placeholder="number or file name", show_label=False, scale=2,
                                     elem_id="review-jump")
