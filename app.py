@@ -859,7 +859,10 @@ KEYS_JS = """<script>
     const dialog = document.getElementById("model-box-edit");
     if (!dialog || dialog.dataset.folFocused) return;
     dialog.dataset.folFocused = "1";
-    setTimeout(() => { const input = dialog.querySelector("input"); if (input) { input.focus(); input.select(); } }, 50);
+    setTimeout(() => {
+      const input = dialog.querySelector("input");
+      if (input) { input.focus(); input.select(); }
+    }, 50);
   }).observe(document.body, {childList: true, subtree: true});
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",
     arrowright: "review-next", n: "review-next", arrowleft: "review-prev", p: "review-prev",

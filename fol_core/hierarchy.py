@@ -108,7 +108,8 @@ def shared_group(scored: list[tuple[int, float]], at_least: float) -> tuple[str,
         members = descendants(wnid)
         inside = [i for i, _ in scored if i in members]
         p = sum(q for i, q in scored if i in members)
-        if len(inside) >= 2 and p >= at_least and len(members) <= GROUP_MAX and (best is None or len(members) < best[0]):
+        small = len(members) <= GROUP_MAX and (best is None or len(members) < best[0])
+        if small and len(inside) >= 2 and p >= at_least:
             best = (len(members), (wnid, p, inside))
     return best[1] if best else None
 

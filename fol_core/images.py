@@ -18,7 +18,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 """File endings read as images when a folder is listed (a dataset's XML, CSV or README are skipped)."""
 MAX_PIXELS = 100_000_000
 """Larger images are refused before decoding: a 20000 x 20000 photo or a decompression bomb."""
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard at ours (its default, 89.5 MP, would refuse a 90 MP scan first)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard at ours (its 89.5 MP would refuse a 90 MP scan first)
 HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 """16-bit and float pixels: shown stretched to 8 bits (an 8-bit reader would see them white or black)."""
 MIN_SIDE = 16

@@ -340,8 +340,8 @@ def settle(project: Project, model: Classifier, method: str | None, params: dict
            topn: int | None) -> RunSettings:
     """Save and return what this run labels with: the caller's choices, and for what it leaves out the project's
     own, so that a run started again goes on as the project began (its method, `improve`'s learned setting);
-    a note for each setting that changes from the project's earlier images (none saved when nothing is left). A trained model's labels are its
-    own classes; a model the project's labels do not fit is refused."""
+    a note for each setting that changes from the project's earlier images (none saved when nothing is left).
+    A trained model's labels are its own classes; a model the project's labels do not fit is refused."""
     if not model.imagenet:
         if label_map is not None and not label_map.fits(model):
             raise UserError(f"{model.name} names its own classes ({', '.join(model.class_names)}): "
@@ -447,8 +447,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="the project folder, e.g. exports/NAME (required unless --bench)")
     parser.add_argument("--labels", default=None, help="label map (YAML/JSON); default: ImageNet's class names")
     parser.add_argument("--min-score", type=real(0, 1), default=None, help="least label score to count as found (default: the map's, else 0.1)")
-    parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the class folder: the first under the source, whatever lies "
-                        "below it) or a CSV (image,label)")
+    parser.add_argument("--image-labels", default=None, help="image-level labels: 'folders' (the class folder: the "
+                        "first under the source, whatever lies below it) or a CSV (image,label)")
     parser.add_argument("--split", default=None, help="dataset split (default: all)")
     parser.add_argument("--topn", type=whole(1), default=None, help="localize up to N labels per image (default: the project's, else 1)")
     parser.add_argument("--limit", type=whole(1), default=None, help="pre-label at most N images in this run")

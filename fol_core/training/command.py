@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "a .zip of one, a saved dataset folder, or hf:DIR")
     parser.add_argument("--out", required=True, help="the model folder to write, e.g. models/NAME")
     parser.add_argument("--image-labels", default="folders",
-                        help="'folders' (the class folder: the first under the source, whatever lies below it; default) "
-                             "or a CSV of image,label "
+                        help="'folders' (the class folder: the first under the source, whatever lies below "
+                             "it; default) or a CSV of image,label "
                              "('a;b' for several labels; background/none for a negative)")
     parser.add_argument("--wsddn", action="store_true",
                         help="also train OICR's refinement streams over region proposals (--method wsddn --score oicr)")

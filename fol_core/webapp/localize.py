@@ -176,8 +176,8 @@ def caution(result: Localization, named: bool = False, imagenet: bool = True) ->
             word = lemmas(wnid)[0].replace("_", " ")
             which = ", ".join(f"{n} {q:.0%}" for i, n, q in result.top5 if i in members)
             article = "an" if word[:1].lower() in "aeiou" else "a"
-            notes.append(f"the classifier is sure of {article} {word} ({total:.0%}: {which}), not of which one: check the "
-                         "class, or name one (*Classes I name*)")
+            notes.append(f"the classifier is sure of {article} {word} ({total:.0%}: {which}), not of which one: "
+                         "check the class, or name one (*Classes I name*)")
         else:
             notes.append(f"the classifier is unsure ({name} {p:.0%}): check the class, or name one (*Classes I name*)")
     area = result.width * result.height
