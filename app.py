@@ -428,8 +428,10 @@ def _edited(state, annotated):
     """The reviewer moved, resized, drew or deleted a box on the canvas: keep it (for undo and the side list)."""
     if not state or not state.get("ids"):
         return (gr.skip(),) * 4
-    state, redraw = review.edited(state, annotated)
-    return (state, review.annotator_value(state) if redraw else gr.skip(), *_box_panel(state))
+    new, redraw = review.edited(state, annotated)
+    if new is state and not redraw:  # nothing to keep: a late event must not put back the session it was sent with
+        return (gr.skip(),) * 4  # (under load it arrives after a decision, whose undo it would forget)
+    return (new, review.annotator_value(new) if redraw else gr.skip(), *_box_panel(new))
 
 
 @handled(keep=True)
@@ -539,32 +541,36 @@ def review_tab() -> tuple[list, gr.Dropdown]:
     outputs = [state, annotator, note, counts, position, boxes, label, keys, token]
     edits = [state, annotator, boxes, label]
     select_mode = {"fn": None, "js": SELECT_MODE_JS}
+    # one step at a time: each reads and writes the session, so an edit still running when a decision comes in
+    # would otherwise put back the session it read, forgetting the decision (and its undo); each takes ~0.1 s
+    step = {"concurrency_id": "review-step", "concurrency_limit": 1}
     refresh.click(_project_choices, project, project, api_visibility="private")
-    start.click(_open_review, [project, order, status], outputs, api_name="review_open").then(**select_mode)
+    start.click(_open_review, [project, order, status], outputs, api_name="review_open", **step).then(**select_mode)
     for choice in (order, status):
-        choice.input(_requeue, [state, order, status], outputs, api_visibility="private").then(**select_mode)
+        choice.input(_requeue, [state, order, status], outputs, api_visibility="private", **step).then(**select_mode)
     seen = [state, annotator, drawn]
     accept.click(lambda s, a, d: _decide(s, a, d, "accept"), seen, outputs,
-                 api_name="review_accept").then(**select_mode)
+                 api_name="review_accept", **step).then(**select_mode)
     reject.click(lambda s, a, d: _decide(s, a, d, "reject"), seen, outputs,
-                 api_visibility="private").then(**select_mode)
+                 api_visibility="private", **step).then(**select_mode)
     skip.click(lambda s, a, d: _decide(s, a, d, "skip"), seen, outputs,
-               api_visibility="private").then(**select_mode)
+               api_visibility="private", **step).then(**select_mode)
     redraw.click(lambda s: review.annotator_value(s) if s and s.get("image") else gr.skip(), state, annotator,
                  api_visibility="private")
-    prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private").then(**select_mode)
-    nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private").then(**select_mode)
+    prev.click(lambda s: _move(s, -1), state, outputs, api_visibility="private", **step).then(**select_mode)
+    nxt.click(lambda s: _move(s, 1), state, outputs, api_visibility="private", **step).then(**select_mode)
     for asked in (go.click, target.submit):
-        asked(_jump, [state, target], outputs, api_visibility="private").then(**select_mode)
-    undo.click(_undo_decision, state, outputs, api_visibility="private").then(**select_mode)
+        asked(_jump, [state, target], outputs, api_visibility="private", **step).then(**select_mode)
+    undo.click(_undo_decision, state, outputs, api_visibility="private", **step).then(**select_mode)
     annotator.change(_edited, [state, annotator], edits, api_visibility="private", trigger_mode="always_last",
-                     show_progress="hidden")
-    boxes.input(_select_box, [state, boxes], [state, label], api_visibility="private")
+                     show_progress="hidden", **step)
+    boxes.input(_select_box, [state, boxes], [state, label], api_visibility="private", **step)
     label.input(lambda s, name: _box_edit(s, review.relabel, name), [state, label], edits,
-                api_visibility="private")
-    label_key.click(lambda s, k: _box_edit(s, review.label_key, k), [state, key], edits, api_visibility="private")
-    delete.click(lambda s: _box_edit(s, review.delete_box), state, edits, api_visibility="private")
-    undo_edit.click(lambda s: _box_edit(s, review.undo_edit), state, edits, api_visibility="private")
+                api_visibility="private", **step)
+    label_key.click(lambda s, k: _box_edit(s, review.label_key, k), [state, key], edits, api_visibility="private",
+                    **step)
+    delete.click(lambda s: _box_edit(s, review.delete_box), state, edits, api_visibility="private", **step)
+    undo_edit.click(lambda s: _box_edit(s, review.undo_edit), state, edits, api_visibility="private", **step)
     improve.click(_improve, state, [*outputs, improved], api_name="review_improve").then(**select_mode)
     export.click(_export, [state, formats, include, overwrite, workdir], [exported, files, workdir],
                  api_name="review_export")
@@ -861,7 +867,7 @@ KEYS_JS = """<script>
     dialog.dataset.folFocused = "1";
     setTimeout(() => {
       const input = dialog.querySelector("input");
-      if (input) { input.focus(); input.select(); }
+      if (input && document.activeElement !== input) { input.focus(); input.select(); }
     }, 50);
   }).observe(document.body, {childList: true, subtree: true});
   const BUTTONS = {enter: "review-accept", a: "review-accept", r: "review-reject", s: "review-skip",

@@ -191,6 +191,7 @@ def test_a_box_drawn_on_the_canvas_is_labelled_and_accepted(page, server, exampl
     dialog = page.locator("#model-box-edit")
     expect(dialog).to_be_visible()  # the annotator's own, its label field focused: type a label, Enter
     expect(dialog.locator("input[role=listbox]")).to_be_focused()
+    page.wait_for_timeout(300)  # as a person would, before typing
     label = "kettle"
     page.keyboard.type(label)
     page.keyboard.press("Enter")
