@@ -343,6 +343,7 @@ def prelabel_tab() -> tuple[gr.Dropdown, gr.events.Dependency, gr.Textbox]:
             meaning = gr.Markdown(prelabel.check_map(""))
     result = gr.Markdown(elem_id="prelabel-result")
     check.click(prelabel.check_map, [map_text, model], meaning, api_visibility="private")
+    map_text.blur(prelabel.check_map, [map_text, model], meaning, api_visibility="private")  # never a stale hint
     example.click(lambda m: (prelabel.LABEL_MAP_EXAMPLE, prelabel.check_map(prelabel.LABEL_MAP_EXAMPLE, m)), model,
                   [map_text, meaning], api_visibility="private")
     label_mode.change(lambda m: gr.update(visible=m == "csv"), label_mode, label_csv, api_visibility="private")
@@ -588,6 +589,16 @@ def _map_source(choice: str, request: gr.Request) -> tuple[dict, dict]:
     return gr.update(visible=up), gr.update(visible=not up, choices=names, value=None if up else review.newest_project(root))
 
 
+def _map_default(choice: str, uploads, request: gr.Request) -> tuple:
+    """The tab shown with nothing uploaded yet: the session's pre-labeling project worked on last, if any."""
+    root = _projects(request)
+    names = review.list_projects(root)
+    if uploads or choice != dataset_map.SOURCES[0] or not names:
+        return gr.skip(), gr.skip(), gr.skip()
+    return (gr.update(value=dataset_map.SOURCES[1]), gr.update(visible=False),
+            gr.update(visible=True, choices=names, value=review.newest_project(root)))
+
+
 def _map_model(project: str | None, current: str, request: gr.Request) -> dict:
     """The model the chosen project was pre-labeled with, where this session may use it: its frames then show the
     project's own labels."""
@@ -630,8 +641,10 @@ def _show_point(state: dict | None, index: int | None, session: dict | None, lin
     return (photo, about, *keep)
 
 
-def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = None) -> gr.Dropdown:
+def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = None,
+                    page: gr.Tab | None = None) -> gr.Dropdown:
     """The Dataset map tab: a t-SNE picture of a collection, and a scatter to explore it. Returns its model list.
+    With its `page`, showing the tab offers the project worked on last.
 
     With the Review tab's outputs (its state, annotator, note, counts, position) and the app's Tabs, clicking an
     image of a pre-labeling project also opens it in the review queue."""
@@ -686,6 +699,8 @@ def dataset_map_tab(review_outputs: list | None = None, tabs: gr.Tabs | None = N
         return _show_point(state, picked[evt.index] if evt.index < len(picked) else None, sess, linked)
 
     source.change(_map_source, source, [uploads, project], api_visibility="private")
+    if page is not None:
+        page.select(_map_default, [source, uploads], [source, uploads, project], api_visibility="private")
     project.change(_map_model, [project, model], model, api_visibility="private")
     make.click(_make_map, [source, uploads, project, model, limit, workdir],
                [picture, scatter, summary, map_state, png_file, csv_file, workdir, gallery, band, to_review],
@@ -927,8 +942,8 @@ def build_app() -> gr.Blocks:
                 models.append(model)
             with gr.Tab("Review", id="review") as review_page:
                 review_outputs, projects = review_tab()
-            with gr.Tab("Dataset map"):
-                models.append(dataset_map_tab(review_outputs, tabs))
+            with gr.Tab("Dataset map") as map_page:
+                models.append(dataset_map_tab(review_outputs, tabs, map_page))
             with gr.Tab("Train"):
                 trained = train_tab()
         trained.success(_model_lists, models, models, api_visibility="private")

@@ -148,6 +148,9 @@ def test_calibration_never_sees_the_scored_images(voc_folder, tmp_path, capsys):
     assert "not a Pascal VOC folder" in capsys.readouterr().err
     assert _eval(str(tmp_path / "missing"), "--out", str(out)) == 2
     assert "missing: no such folder" in capsys.readouterr().err
+    (tmp_path / "empty" / "Annotations").mkdir(parents=True)
+    assert _eval(str(tmp_path / "empty"), "--out", str(out)) == 2
+    assert "Annotations/ holds no .xml file" in capsys.readouterr().err
     assert _eval(str(root), "--methods", "fol,yolo", "--out", str(out)) == 2
 
 

@@ -62,7 +62,7 @@ def test_improve_learns_the_reviewers_threshold_and_reproposes_only_unreviewed_i
 
     assert main(["improve", str(project.folder)]) == 0
     out = capsys.readouterr().out
-    assert "learned from 3 accepted images: threshold = " in out and "proposed again for 2 images" in out
+    assert "learned from 3 accepted images: threshold 0.3 -> " in out and "proposed again for 2 images" in out
     learned = project.meta("improve")
     assert learned["param"] == "threshold" and learned["value"] <= 0.15 and learned["reproposed"] == 2
     after = {r.key: r for r in project.images()}
@@ -74,6 +74,12 @@ def test_improve_learns_the_reviewers_threshold_and_reproposes_only_unreviewed_i
     assert after["astronaut.png"].review == "rejected"
     assert project.decisions() == decisions
     assert project.meta("settings")["params"]["threshold"] == learned["value"]  # the next run keeps it
+    for key in ("copy-chelsea.png", "copy-coffee.png"):  # accepted as proposed: nothing more to learn
+        project.decide(after[key].id, "accept", after[key].proposals)
+    assert main(["improve", str(project.folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"threshold stays {learned['value']}" in out and "nothing to change" in out and "proposed again" not in out
+    assert project.meta("improve") == learned  # no new run recorded
 
 
 def test_review_tab_improves_at_the_same_image_and_refuses_with_unsaved_edits(project, model):

@@ -87,6 +87,8 @@ def load_dataset(root: str | Path, ids: list[str] | None = None, label_map: dict
         raise DatasetError(f"{root}: no such folder")
     if not (root / voc.ANNOTATIONS).is_dir():
         raise DatasetError(f"{root} is not a Pascal VOC folder: it has no {voc.ANNOTATIONS}/")
+    if not any((root / voc.ANNOTATIONS).glob("*.xml")):
+        raise DatasetError(f"{root}: {voc.ANNOTATIONS}/ holds no .xml file, so no box to score against")
     ids = voc.image_ids(root, imageset) if ids is None else ids
     data = Dataset(root, [])
     unknown: set[str] = set()

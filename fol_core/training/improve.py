@@ -29,6 +29,10 @@ from ..result import Box
 
 HELP = "learn from the accepted boxes of a project and propose again for the images not reviewed yet"
 MIN_ACCEPTED = 3
+MIN_REFINEMENT_GAIN = 0.001
+"""A refinement gaining less (mean IoU, leave-one-out) changes the boxes by a hair: not applied."""
+NOISE = 0.02
+"""A mean IoU gain under this, on a few accepted images, is said to be within noise (the change is still made)."""
 RIDGE = 1.0
 """The refinement's pull towards no change (the accepted images are few)."""
 
@@ -93,13 +97,26 @@ class Learned:
     """The same at the learned parameter."""
     refinement_gain: float
     """Leave-one-out mean IoU gain of the refinement on the accepted images."""
+    current: object = None
+    """The parameter's value before (the project's, or the method's default)."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the proposals would change: a new value, or a refinement."""
+        return (self.param is not None and self.value != self.current) or self.refinement is not None
 
     def line(self) -> str:
-        what = f"{self.param} = {self.value}" if self.param else "the method's settings"
+        if not self.param:
+            what = "the method's settings"
+        elif self.value == self.current:
+            what = f"{self.param} stays {self.value}"
+        else:
+            what = f"{self.param} {self.current} -> {self.value}"
+        small = " (within noise)" if 0 < self.iou_learned - self.iou_before < NOISE else ""
         refine = (f"a box refinement (+{self.refinement_gain:.3f} IoU in leave-one-out)" if self.refinement is not None
                   else "no box refinement (it did not help in leave-one-out)")
         return (f"learned from {self.accepted} accepted images: {what} (their top box's mean IoU "
-                f"{self.iou_before:.2f} -> {self.iou_learned:.2f}) and {refine}")
+                f"{self.iou_before:.2f} -> {self.iou_learned:.2f}{small}) and {refine}")
 
 
 def learn(project: Project, model: Classifier, method: str, params: dict, label_map: LabelMap) -> Learned:
@@ -145,10 +162,10 @@ def learn(project: Project, model: Classifier, method: str, params: dict, label_
             y.append(_norm(match, w, h))
     x, y = np.array(x), np.array(y)
     gain = _loo_gain(x, y) if len(x) >= MIN_ACCEPTED else 0.0
-    refinement = Refinement.fit(x, y) if gain > 0 else None
+    refinement = Refinement.fit(x, y) if gain >= MIN_REFINEMENT_GAIN else None
     before = float(table[:, values.index(current)].mean()) if current in values else float(table[:, best].mean())
     return Learned(tuned.name if tuned and tuned.grid else None, values[best], refinement, len(rows), before,
-                   float(table[:, best].mean()), gain)
+                   float(table[:, best].mean()), gain, current)
 
 
 def improve(project: Project, model: Classifier | None = None, method: str | None = None,
@@ -170,6 +187,9 @@ def _improve(project: Project, model: Classifier | None, method: str | None, pro
     require_fit(project, label_map, model, "improve it with that model (the default)")
     learned = learn(project, model, method, params, label_map)
     log(learned.line())
+    if not learned.changed:  # e.g. the accepted boxes are the proposals as they were: nothing to propose anew
+        log("nothing to change: the proposals stay as they are")
+        return learned
     if learned.param:
         params[learned.param] = learned.value
     m = create_method(method, model, **params)
