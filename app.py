@@ -29,7 +29,8 @@ FIRST_EXAMPLES = ("coffee.png", "chelsea.png", "rocket.jpg")
 """The gallery's order: a class ImageNet has and the classifier is sure of first (espresso, 71%); the astronaut,
 whom no ImageNet class names (its boxes say "bobsled", with a caution), after them."""
 EXAMPLE_PHOTOS = sorted((str(p) for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                        key=lambda p: ((FIRST_EXAMPLES + (Path(p).name,)).index(Path(p).name), p))
+                        key=lambda p: (FIRST_EXAMPLES.index(Path(p).name) if Path(p).name in FIRST_EXAMPLES
+                                       else len(FIRST_EXAMPLES), p))
 EXAMPLE_EXTENSIONS = ["image", ".webp", ".tif", ".tiff", ".bmp"]
 PROJECTS = Path(__file__).resolve().parent / "exports"
 """Where the Pre-label tab makes projects (exports/NAME) and the Review tab finds them, when projects are shared."""

@@ -53,17 +53,10 @@ def _graph() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
 @lru_cache(maxsize=1)
 def _descendant_classes() -> dict[str, frozenset[int]]:
     """Every synset -> the ImageNet class indices at or below it."""
-    parents, _ = _graph()
     below: dict[str, set[int]] = defaultdict(set)
     for c in classes():
-        stack, seen = [c.wnid], set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
+        for node in ancestors(c.wnid):
             below[node].add(c.index)
-            stack.extend(parents.get(node, ()))
     return {k: frozenset(v) for k, v in below.items()}
 
 

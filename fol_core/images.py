@@ -21,6 +21,8 @@ MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard at ours (its 89.5 MP would refuse a 90 MP scan first)
 HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "F"})
 """16-bit and float pixels: shown stretched to 8 bits (an 8-bit reader would see them white or black)."""
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA"})
+"""Pixels with transparency, shown on white."""
 MIN_SIDE = 16
 """Smaller images hold too little to localize anything in."""
 
@@ -35,8 +37,7 @@ def turned(img: Image.Image) -> bool:
 def _repainted(img: Image.Image) -> bool:
     """Whether fol shows the pixels otherwise than they are stored: 16-bit or float (stretched), CMYK (as RGB),
     transparent (on white)."""
-    return (img.mode in HIGH_DEPTH_MODES or img.mode in ("CMYK", "RGBA", "LA", "PA")
-            or "transparency" in img.info)
+    return img.mode in HIGH_DEPTH_MODES | ALPHA_MODES | {"CMYK"} or "transparency" in img.info
 
 
 def misread(img: Image.Image, depth: bool = True) -> bool:
@@ -120,7 +121,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = _to_8bit(img)
     if img.mode == "P":
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+    if img.mode in ALPHA_MODES or (img.mode == "RGB" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)

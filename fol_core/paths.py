@@ -164,7 +164,8 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                 raise UnsafePathError(f"{name}: {len(members)} files is too many (at most {ZIP_MAX_FILES})")
             wanted, nested = [], 0
             for info in members:
-                parts = relative_parts(member_name(info))
+                named = member_name(info)
+                parts = relative_parts(named)
                 if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16) or not parts:
                     continue
                 if parts[0] == "__MACOSX" or parts[-1].startswith("._"):
@@ -172,20 +173,20 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                 suffix = Path(parts[-1]).suffix.lower()
                 nested += suffix == ".zip"
                 if suffix in keep:
-                    wanted.append((info, [_short(p) for p in parts]))
+                    wanted.append((info, named, [_short(p) for p in parts]))
             if nested:
                 done.skipped.append(line(f"{nested} zip file(s) inside {name} were not opened: upload each one itself"))
             size = max(Path(archive).stat().st_size, 1)
             limit = min(ZIP_MAX_BYTES, max(ZIP_SMALL, ZIP_MAX_RATIO * size))
-            declared = sum(info.file_size for info, _ in wanted)
+            declared = sum(info.file_size for info, _, _ in wanted)
             if declared > limit:
                 raise UnsafePathError(f"{name}: {size:,} bytes would expand to {declared:,} bytes uncompressed "
                                       f"(at most {limit:,}), refused (a zip bomb?)")
             total = 0
-            for info, parts in wanted:
+            for info, named, parts in wanted:
                 why = _unreadable(info)
                 if why:
-                    done.skipped.append(line(f"{member_name(info)}: {why}"))
+                    done.skipped.append(line(f"{named}: {why}"))
                     continue
                 target = safe_join(dest, *parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +200,7 @@ def extract_zip(archive: str | Path, dest: str | Path, suffixes: set[str] | None
                             dst.write(chunk)
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
                     target.unlink(missing_ok=True)
-                    done.skipped.append(line(f"{member_name(info)}: cannot be extracted ({one_line(exc)})"))
+                    done.skipped.append(line(f"{named}: cannot be extracted ({one_line(exc)})"))
                     continue
                 done.files.append(target)
     except BaseException:

@@ -27,7 +27,7 @@ from ..labelmap import LabelMap
 from ..methods import create_method
 from ..models import load_model
 from ..result import Box
-from .prelabel import Progress, RunSummary, decode, label_batch, settle, unknown_labels
+from .prelabel import Progress, RunSummary, begin, decode, label_batch
 from .project import PrelabelResult, Project
 from .sources import open_source
 
@@ -126,14 +126,9 @@ def run_prelabel_ray(
     `gpus_per_actor` GPUs (0: CPU actors, `threads` torch threads each); results committed here, batch by batch."""
     import ray
 
-    classifier = load_model(model, weights)
-    run = settle(project, classifier, method, params, label_map, topn)
-    create_method(run.method, classifier, **run.params)  # refuse bad parameters here, in one line
-    todo = project.todo(limit)
-    summary = RunSummary(notes=[*run.notes, *project.source().notes, *unknown_labels(todo, project.label_map)])
+    run, _, todo, summary = begin(project, load_model(model, weights), method, params, label_map, limit, topn,
+                                  progress)
     start = time.perf_counter()
-    if progress:
-        progress(0, len(todo), "")
     if todo:
         project.source()  # a zip is extracted (once) before the actors open it
         started = start_ray(address)

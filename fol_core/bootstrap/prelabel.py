@@ -307,16 +307,10 @@ def run_prelabel(
     """Pre-label the project's images not done yet (at most `limit`), `batch_size` at a time through the batched
     engine, decoded by `workers` processes ahead of it; each batch is committed before it counts as done.
     What the caller leaves out (None) is the project's own setting (`settle`)."""
-    run = settle(project, model, method, params, label_map, topn)
-    lm = project.label_map
-    m = create_method(run.method, model, **run.params)
-    todo = project.todo(limit)
-    summary = RunSummary(notes=[*run.notes, *project.source().notes, *unknown_labels(todo, lm)])
+    run, m, todo, summary = begin(project, model, method, params, label_map, limit, topn, progress)
     start = time.perf_counter()
-    if progress:
-        progress(0, len(todo), "")
     for batch in photo_batches(project.source(), todo, m, batch_size, workers):
-        results = label_batch(batch, m, lm, run.topn)
+        results = label_batch(batch, m, project.label_map, run.topn)
         project.save_prelabels(results)  # committed before any of them counts as done
         summary.add([d.key for d in batch], results, log)
         if progress:
@@ -324,6 +318,20 @@ def run_prelabel(
     summary.seconds = time.perf_counter() - start
     summary.remaining = project.counts()["new"]
     return summary
+
+
+def begin(project: Project, model: Classifier, method: str | None, params: dict | None, label_map: LabelMap | None,
+          limit: int | None, topn: int | None, progress: Progress | None = None,
+          ) -> tuple[RunSettings, Method, list[ImageRecord], RunSummary]:
+    """A run's start, on any engine: its settings (`settle`), its method (bad parameters refused here, in one
+    line), the images it will do, and a summary holding every note so far; the progress bar at 0."""
+    run = settle(project, model, method, params, label_map, topn)
+    m = create_method(run.method, model, **run.params)
+    todo = project.todo(limit)
+    summary = RunSummary(notes=[*run.notes, *project.source().notes, *unknown_labels(todo, project.label_map)])
+    if progress:
+        progress(0, len(todo), "")
+    return run, m, todo, summary
 
 
 @dataclass
@@ -354,10 +362,10 @@ def settle(project: Project, model: Classifier, method: str | None, params: dict
     method = method or before.get("method") or DEFAULT_METHOD
     params = {**(before.get("params") or {} if method == before.get("method") else {}), **(params or {})}
     settings = {"model": model.name, "method": method, "params": params, "topn": topn or before.get("topn") or 1}
-    notes = list(project.label_map.notes())
     counts = project.counts()
     if not counts["new"]:  # nothing left to label: the project's settings stay what its images were labelled with
         return RunSettings(method, params, settings["topn"], [])
+    notes = list(project.label_map.notes())
     if counts["total"] > counts["new"]:  # images pre-labeled before this run
         for key, value in settings.items():
             old = before.get(key)
